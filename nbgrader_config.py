@@ -1,0 +1,56 @@
+"""nbgrader configuration of the course (read from the course root, the folder this file is in).
+
+Environment variables (all optional):
+  LLMCOURSE_DB_URL        SQLAlchemy URL of the gradebook (default: sqlite:///<root>/gradebook.db),
+                          e.g. postgresql://user:pass@host/gradebook
+  LLMCOURSE_EXCHANGE      nbgrader exchange folder (default: /srv/nbgrader/exchange)
+  LLMCOURSE_CELL_TIMEOUT  seconds one cell may run while grading (default: 60)
+
+Do not pass --config= on the command line: nbgrader 0.9.6 ignores it. Edit this file.
+"""
+import os
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.course_id = "llm-course"
+c.CourseDirectory.root = ROOT
+c.CourseDirectory.db_url = os.environ.get(
+    "LLMCOURSE_DB_URL", "sqlite:///" + os.path.join(ROOT, "gradebook.db")
+)
+c.Exchange.root = os.environ.get("LLMCOURSE_EXCHANGE", "/srv/nbgrader/exchange")
+
+# Never ship anything but a stub where a solution was.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Execution while validating / autograding. Notebooks run at PROFILE=smoke under
+# nbgrader (NBGRADER_EXECUTION is set), so one cell should take seconds.
+c.Execute.timeout = int(os.environ.get("LLMCOURSE_CELL_TIMEOUT", "60"))
+c.Execute.interrupt_on_timeout = True
+# A student cell that swallows KeyboardInterrupt must not abort grading of the
+# submission: without this, nbclient raises on the iopub timeout that follows.
+c.Execute.raise_on_iopub_timeout = False
+c.Execute.execute_retries = 0
+# Bound what a runaway cell can print into the graded notebook.
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 50
+
+# Feedback: never show hidden tests (source, output or traceback lines).
+# ScrubHiddenTestOutputs must run before ClearHiddenTests (it finds the hidden
+# regions by their markers); it needs the course package installed (make install).
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+from llmcourse.nbgrader_ext import ScrubHiddenTestOutputs  # noqa: E402
+
+c.GenerateFeedback.preprocessors = [
+    GetGrades,
+    ScrubHiddenTestOutputs,
+    ClearHiddenTests,
+    CSSHTMLHeaderPreprocessor,
+]
+c.ClearHiddenTests.enforce_metadata = False
+
+# Students' own files that never belong in a graded copy.
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]

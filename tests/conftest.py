@@ -1,0 +1,76 @@
+"""Shared fixtures. Jupyter, IPython and matplotlib state goes to a temp dir, never $HOME."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+_STATE = Path(tempfile.mkdtemp(prefix="llmcourse-test-state-"))
+from llmcourse.course import jupyter_env  # noqa: E402
+
+os.environ.update(jupyter_env(_STATE))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_STATE, ignore_errors=True)
+
+
+def require_system(command: str, package: str) -> None:
+    """Skip when a Debian-packaged tool is missing; under CI (CI=true) a missing tool fails the test."""
+    if shutil.which(command):
+        return
+    msg = f"{command} not found: install Debian package {package!r} (make sysdeps does it as root)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg + " [under CI a missing package is a failure]")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@dataclass
+class GradedCourse:
+    root: Path
+    env: dict
+    db_url: str
+    assignments: list
+    scores: dict        # {assignment: {student: {grade_id: {...}}}}
+    students: list
+
+
+@pytest.fixture(scope="session")
+def graded_course(tmp_path_factory) -> GradedCourse:
+    """A scratch course: release generated, correct/blank/partial submissions autograded, feedback made."""
+    import nbformat
+    from llmcourse.course import (build_submission, cell_scores, generate_release, list_assignments,
+                                  make_scratch_course, run_nbgrader, source_notebooks)
+
+    graded = list_assignments(ROOT, graded_only=True)
+    only = os.environ.get("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
+    if only:
+        graded = [a for a in graded if a in only.replace(",", " ").split()]
+    course = make_scratch_course(tmp_path_factory.mktemp("course") / "course", ROOT, graded)
+    students = ["correct", "blank", "partial"]
+    for a in graded:
+        generate_release(course.root, a, course.env)
+        for nb in source_notebooks(ROOT, a):
+            rel = course.root / "release" / a / nb.name
+            ids = [c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(str(nb), 4).cells
+                   if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+            for student, fill in (("correct", "all"), ("blank", "none"), ("partial", ids[: len(ids) // 2])):
+                build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill)
+        run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+        run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
+    db = f"sqlite:///{course.db_path}"
+    return GradedCourse(root=course.root, env=course.env, db_url=db, assignments=graded,
+                        scores={a: cell_scores(db, a) for a in graded}, students=students)

