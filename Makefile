@@ -13,7 +13,7 @@ BUILD ?= build
 # version is installed as a CUDA build (see README, "GPU runner").
 TORCH_INDEX_URL ?=
 # Debian packages the test suite needs (installed by `make sysdeps` when root with apt).
-SYSTEM_PACKAGES ?=
+SYSTEM_PACKAGES ?= bubblewrap
 PYTEST_ARGS ?=
 
 COURSE := $(BIN)/llmcourse
@@ -54,7 +54,7 @@ sysdeps: ## install the Debian packages the tests need (root with apt only)
 	else echo "note: not root with apt; tests needing $(SYSTEM_PACKAGES) will be skipped"; fi
 
 notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
-	$(BIN)/python -m llmcourse.nbbuild
+	$(BIN)/python -m llmcourse.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
 release: $(STAMP) ## nbgrader generate_assignment: source/ -> release/ (committed)
 	$(COURSE) release --assignment $(ASSIGNMENT)
@@ -71,8 +71,8 @@ execute: $(STAMP) ## run source notebooks with papermill into $(BUILD)/executed 
 validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)
 	$(COURSE) validate --assignment $(ASSIGNMENT)
 
-autograde: $(STAMP) ## grade every submitted/*/<id>/ into autograded/ and the gradebook
-	$(COURSE) nbgrader autograde --assignment $(ASSIGNMENT)
+autograde: $(STAMP) sysdeps ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, UNSAFE=1)
+	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) $(if $(UNSAFE),--unsafe)
 
 feedback: $(STAMP) ## feedback HTML (hidden tests never shown) into feedback/
 	$(COURSE) nbgrader generate_feedback --assignment $(ASSIGNMENT)

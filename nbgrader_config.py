@@ -54,3 +54,18 @@ c.ClearHiddenTests.enforce_metadata = False
 
 # Students' own files that never belong in a graded copy.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
+
+# The course's sandboxed grader (llmcourse.grader, `make autograde`) executes each
+# submission itself, in a sandbox, and decides the test cells from trusted records.
+# It then hands nbgrader the finished notebook with LLMCOURSE_PRE_EXECUTED=1, so
+# nbgrader only records grades: no clearing of outputs, no execution.
+if os.environ.get("LLMCOURSE_PRE_EXECUTED") == "1":
+    from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+    from nbgrader.preprocessors import (  # noqa: E402
+        AssignLatePenalties, CheckCellMetadata, DeduplicateIds, IgnorePattern, LimitOutput,
+        OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+    )
+
+    c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
+    c.Autograde.autograde_preprocessors = [IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                           SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

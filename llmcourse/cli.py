@@ -88,6 +88,39 @@ def cmd_nbgrader(args) -> int:
     return 0
 
 
+def cmd_grade(args) -> int:
+    """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grader)."""
+    from . import sandbox
+    from .grader import Grader
+
+    root = find_root()
+    try:
+        sandbox.check_available()
+    except sandbox.SandboxUnavailable as exc:
+        if not args.unsafe:
+            raise CourseError(f"{exc}. Refusing to run student code unsandboxed; pass --unsafe "
+                              f"(make autograde UNSAFE=1) to use stock nbgrader instead.") from None
+        _say(f"WARNING: {exc}; grading with stock nbgrader, student code runs unsandboxed as you")
+        args.subcommand, args.extra = "autograde", ["--force"]
+        return cmd_nbgrader(args)
+    only = [s for s in (args.students or "").replace(",", " ").split() if s]
+    status = 0
+    for a in list_assignments(root, args.assignment, graded_only=True):
+        g = Grader(root, a, workers=args.workers)
+        t0 = time.perf_counter()
+        outcomes = g.grade_all(only=only or None)
+        secs = time.perf_counter() - t0
+        flagged = [o for o in outcomes if o.flags]
+        _say(f"{a}: graded {len(outcomes)} submission(s) in {secs:.0f} s "
+             f"({sum(o.resumed for o in outcomes)} unchanged since the last run); {len(flagged)} flagged")
+        for o in outcomes:
+            _say(f"  {o.student:<32} {o.score:>5g} / {o.max_score:<5g} {'FLAGGED: ' + o.flags[0] if o.flags else ''}")
+        _say(f"  reports: {g.reports}")
+        if any(f.startswith("grader error") for o in outcomes for f in o.flags):
+            status = 1
+    return status
+
+
 def cmd_export(args) -> int:
     root = find_root()
     out = Path(args.out).resolve()
@@ -236,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     nbg.add_argument("subcommand")
     nbg.add_argument("extra", nargs="*")
     nbg.set_defaults(func=cmd_nbgrader)
+    gr = with_assignment(sub.add_parser("grade"))
+    gr.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU cores)")
+    gr.add_argument("--students", default="", help="only these students (comma-separated)")
+    gr.add_argument("--unsafe", action="store_true", help="no sandbox available: fall back to stock nbgrader")
+    gr.set_defaults(func=cmd_grade)
     exp = sub.add_parser("export")
     exp.add_argument("--out", default="grades.csv")
     exp.set_defaults(func=cmd_export)

@@ -123,10 +123,10 @@ def dumps(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def build_all(authoring: Path, source: Path, check: bool = False) -> list[str]:
+def build_all(authoring: Path, source: Path, check: bool = False, only: str | None = None) -> list[str]:
     """Build every authoring/*/*.nbsrc into source/; with check=True only report differences."""
     stale = []
-    for src in sorted(authoring.glob("*/*.nbsrc")):
+    for src in sorted(authoring.glob(f"{only or '*'}/*.nbsrc")):
         out = source / src.parent.name / (src.stem + ".ipynb")
         text = dumps(build_notebook(src))
         current = out.read_text(encoding="utf-8") if out.exists() else None
@@ -138,9 +138,10 @@ def build_all(authoring: Path, source: Path, check: bool = False) -> list[str]:
     return stale
 
 
-if __name__ == "__main__":  # python -m llmcourse.nbbuild [--check]
+if __name__ == "__main__":  # python -m llmcourse.nbbuild [--check] [--assignment ID]
     root = Path.cwd()
-    changed = build_all(root / "authoring", root / "source", check="--check" in sys.argv)
+    only = sys.argv[sys.argv.index("--assignment") + 1] if "--assignment" in sys.argv else None
+    changed = build_all(root / "authoring", root / "source", check="--check" in sys.argv, only=only)
     for c in changed:
         print(("stale: " if "--check" in sys.argv else "wrote: ") + c)
     sys.exit(1 if changed and "--check" in sys.argv else 0)

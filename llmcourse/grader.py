@@ -1,0 +1,356 @@
+"""Grade a whole class safely: sandboxed, tamper-proof, parallel, resumable.
+
+For each submission ``submitted/<student>/<assignment>/``:
+
+1. trusted: rebuild the notebook from the course's source (llmcourse.trusted.canonical_notebook);
+   an unreadable notebook gets a clear message and is graded as the blank release (0 points);
+2. sandboxed: run it in bubblewrap + cgroups (llmcourse.sandbox) with the hidden checks
+   recording the student's values only (no expected values in the student's process);
+3. trusted: compare the records with the reference solution's (run the same way, once per
+   assignment, cached), decide every test cell, flag cells whose in-kernel and trusted
+   verdicts disagree;
+4. nbgrader: hand the decided, already executed notebook to ``nbgrader autograde`` (with
+   execution switched off, LLMCOURSE_PRE_EXECUTED=1) so the gradebook, formgrader, feedback
+   and export work as usual.
+
+State lives in ``<course>/.grader/<assignment>/`` (never visible inside a sandbox): a
+submission is re-graded only if its files changed or its state is missing, so a batch
+killed half-way resumes and ends with the grades an uninterrupted run gives.
+Reports go to ``<course>/reports/<assignment>/``.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_output
+
+from . import sandbox
+from .checks import load_records
+from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks
+from .trusted import Canonical, canonical_notebook, decide, is_test_cell, meta, sandbox_notebook
+
+MAX_RECORD_BYTES = 32 * 1024 * 1024
+MAX_EXTRA_FILE_BYTES = 20 * 1024 * 1024
+GRADER_VERSION = "1"
+
+
+class GraderError(CourseError):
+    pass
+
+
+@dataclass
+class Outcome:
+    student: str
+    assignment: str
+    score: float = 0.0
+    max_score: float = 0.0
+    seconds: float = 0.0
+    flags: list[str] = field(default_factory=list)
+    rejected: str | None = None
+    failed_checks: list[str] = field(default_factory=list)
+    cells: dict = field(default_factory=dict)   # grade_id -> {"points", "passed", "reason"}
+    resumed: bool = False
+
+
+def _hash_files(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and ".ipynb_checkpoints" not in p.parts:
+            h.update(str(p.relative_to(folder)).encode())
+            try:
+                with open(p, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+            except OSError:
+                h.update(b"<unreadable>")
+    return h.hexdigest()
+
+
+def _read_json_capped(path: Path, cap: int):
+    try:
+        if not path.is_file() or path.stat().st_size > cap:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class Grader:
+    def __init__(self, root: Path, assignment: str, workers: int | None = None,
+                 limits: sandbox.Limits | None = None, env: dict | None = None, progress: bool = True):
+        sandbox.check_available()
+        sandbox.remove_stale_cgroups()
+        self.root = Path(root).resolve()
+        self.assignment = assignment
+        self.workers = workers or max(1, (os.cpu_count() or 2))
+        self.limits = limits or sandbox.Limits.from_env()
+        self.env = dict(env or jupyter_env(self.root / ".grader" / ".jupyter-state"))
+        self.progress = progress
+        self.state = self.root / ".grader" / assignment
+        self.reports = self.root / "reports" / assignment
+        self._nbgrader_lock = threading.Lock()
+        self.notebooks = source_notebooks(self.root, assignment)
+        if not self.notebooks:
+            raise GraderError(f"no source notebooks for {assignment}")
+        release = self.root / "release" / assignment
+        missing = [nb.name for nb in self.notebooks if not (release / nb.name).is_file()]
+        if missing:
+            raise GraderError(f"release/{assignment} lacks {missing}: run `make release` first")
+
+    # ------------------------------------------------------------------ one sandboxed run
+    def _run(self, canonical_nb, workdir: Path, extra_files: list[Path] = ()):
+        if workdir.exists():
+            shutil.rmtree(workdir)
+        workdir.mkdir(parents=True)
+        for f in extra_files:
+            try:
+                if f.stat().st_size <= MAX_EXTRA_FILE_BYTES:
+                    shutil.copy2(f, workdir / f.name)
+            except OSError:
+                pass
+        payload = nbformat.writes(sandbox_notebook(canonical_nb)).encode()
+        env = {"LLMCOURSE_RECORD": "/sandbox/records.jsonl", "NBGRADER_EXECUTION": "autograde",
+               "LLMCOURSE_CELL_TIMEOUT": str(self.limits.cell_timeout_s),
+               "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
+        res = sandbox.run(workdir, [sys.executable, "-m", "llmcourse.sandbox_runner"], self.limits,
+                          env=env, stdin_bytes=payload)
+        executed = _read_json_capped(workdir / "out.ipynb", self.limits.file_mb * 1024 * 1024)
+        cells = None
+        if isinstance(executed, dict) and isinstance(executed.get("cells"), list) \
+                and len(executed["cells"]) == len(canonical_nb.cells):
+            cells = executed["cells"]
+        rec_path = workdir / "records.jsonl"
+        records = {}
+        if rec_path.is_file() and rec_path.stat().st_size <= MAX_RECORD_BYTES:
+            records = load_records(rec_path)
+        return res, cells, records
+
+    # ------------------------------------------------------------------ reference
+    def reference_records(self, nb_path: Path) -> dict:
+        src = nbformat.read(str(nb_path), 4)
+        key = hashlib.sha256((nbformat.writes(src) + GRADER_VERSION).encode()).hexdigest()[:16]
+        cache = self.state / "reference" / f"{nb_path.stem}-{key}.jsonl"
+        if cache.is_file():
+            return load_records(cache)
+        res, cells, records = self._run(src, self.state / "reference" / f"run-{nb_path.stem}")
+        problems = []
+        if cells is None:
+            problems.append(f"the run produced no notebook ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
+        else:
+            for c, ran in zip(src.cells, cells):
+                if is_test_cell(c):
+                    err = next((o for o in ran.get("outputs", []) if o.get("output_type") == "error"), None)
+                    gid = meta(c)["grade_id"]
+                    if err:
+                        problems.append(f"{gid}: {err.get('ename')}: {err.get('evalue')}")
+                    elif not any(n.startswith(gid + "/") for n in records):
+                        problems.append(f"{gid}: recorded no checks")
+        if problems:
+            raise GraderError(f"the reference solution of {self.assignment}/{nb_path.name} does not pass in the "
+                              f"sandbox: " + "; ".join(problems[:5]))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.state / "reference" / f"run-{nb_path.stem}" / "records.jsonl", cache)
+        return records
+
+    # ------------------------------------------------------------------ one submission
+    def grade_one(self, student: str, references: dict) -> Outcome:
+        t0 = time.perf_counter()
+        sub_dir = self.root / "submitted" / student / self.assignment
+        digest = _hash_files(sub_dir)
+        state_file = self.state / "done" / f"{student}.json"
+        prior = _read_json_capped(state_file, 1 << 20)
+        if prior and prior.get("hash") == digest and prior.get("version") == GRADER_VERSION \
+                and (self.root / "autograded" / student / self.assignment).is_dir():
+            out = Outcome(**{k: v for k, v in prior["outcome"].items() if k in Outcome.__dataclass_fields__})
+            out.resumed = True
+            return out
+        outcome = Outcome(student=student, assignment=self.assignment)
+        staged = self.state / "staged" / student / self.assignment
+        if staged.exists():
+            shutil.rmtree(staged)
+        staged.mkdir(parents=True)
+        present = sorted(p for p in sub_dir.glob("*.ipynb") if p.is_file())
+        expected_names = {nb.name for nb in self.notebooks}
+        extras = [p for p in sub_dir.iterdir() if p.is_file() and p.suffix != ".ipynb"
+                  and p.name != "timestamp.txt" and not p.name.startswith(".")]
+        for nb_path in self.notebooks:
+            sub_nb = sub_dir / nb_path.name
+            if not sub_nb.is_file():
+                others = [p for p in present if p.name not in expected_names]
+                if len(self.notebooks) == 1 and len(others) == 1:
+                    outcome.flags.append(f"notebook renamed to {others[0].name!r}; graded as {nb_path.name}")
+                    sub_nb = others[0]
+                else:
+                    sub_nb = None
+            source_nb = nbformat.read(str(nb_path), 4)
+            release_nb = nbformat.read(str(self.root / "release" / self.assignment / nb_path.name), 4)
+            canon: Canonical = canonical_notebook(source_nb, release_nb, sub_nb)
+            outcome.flags.extend(canon.flags)
+            if canon.rejected:
+                outcome.rejected = canon.rejected
+                outcome.flags.append(f"rejected: {canon.rejected}; graded as the blank notebook")
+            res, cells, records = self._run(canon.nb, self.state / "runs" / student / nb_path.stem, extras)
+            if res.timed_out:
+                outcome.flags.append(f"the run hit the {self.limits.wall_s} s wall-time limit and was killed")
+            if res.oom_killed:
+                outcome.flags.append(f"a process hit the {self.limits.memory_mb} MB memory limit and was killed")
+            if cells is None:
+                outcome.flags.append("the sandboxed run left no usable notebook; every test cell scores 0")
+            verdicts = decide(canon.nb, cells, records, references[nb_path.name])
+            for v in verdicts:
+                outcome.cells[v.grade_id] = {"points": v.points, "passed": v.passed, "reason": v.reason}
+                if v.tampered:
+                    outcome.flags.append(f"{v.grade_id}: {v.tampered}")
+                if not v.passed and v.reason.startswith("CheckFailed: ["):
+                    outcome.failed_checks.append(v.reason.split("[", 1)[1].split("]", 1)[0])
+            graded_nb = self._merge(canon.nb, cells, verdicts)
+            nbformat.write(graded_nb, str(staged / nb_path.name))
+        ts = sub_dir / "timestamp.txt"
+        if ts.is_file() and ts.stat().st_size < 1000:
+            shutil.copy2(ts, staged / "timestamp.txt")
+        with self._nbgrader_lock:  # SQLite: one writer at a time
+            env = dict(self.env, LLMCOURSE_PRE_EXECUTED="1")
+            rel = os.path.relpath(self.state / "staged", self.root)
+            run_nbgrader(["autograde", self.assignment, "--student", student, "--force",
+                          f"--CourseDirectory.submitted_directory={rel}"], cwd=self.root, env=env)
+        outcome.score = sum(c["points"] for c in outcome.cells.values() if c["passed"])
+        outcome.max_score = sum(c["points"] for c in outcome.cells.values())
+        outcome.seconds = round(time.perf_counter() - t0, 2)
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"hash": digest, "version": GRADER_VERSION, "outcome": asdict(outcome)}))
+        os.replace(tmp, state_file)
+        return outcome
+
+    @staticmethod
+    def _merge(canonical_nb, cells, verdicts):
+        """The notebook nbgrader records: course sources, sandbox outputs, trusted test verdicts."""
+        nb = nbformat.from_dict(json.loads(json.dumps(canonical_nb)))
+        by_id = {v.grade_id: v for v in verdicts}
+        for i, c in enumerate(nb.cells):
+            if c.cell_type != "code":
+                continue
+            ran = cells[i] if cells is not None else None
+            outputs = []
+            if ran is not None:
+                for o in ran.get("outputs", [])[:50]:
+                    try:
+                        outputs.append(nbformat.from_dict(o))
+                    except Exception:
+                        pass
+            gid = meta(c).get("grade_id")
+            if is_test_cell(c):
+                v = by_id[gid]
+                text = "".join(o.get("text", "") for o in outputs
+                               if o.get("output_type") == "stream" and o.get("name") == "stdout")[:4000]
+                c.outputs = [new_output("stream", name="stdout", text=text)] if text else []
+                if not v.passed:
+                    ename, _, evalue = (v.reason or "Failed: the test did not pass").partition(": ")
+                    c.outputs.append(new_output("error", ename=ename or "Failed", evalue=evalue,
+                                                traceback=[f"{ename}: {evalue}"]))
+            else:
+                c.outputs = outputs
+            c.execution_count = None
+        return nb
+
+    # ------------------------------------------------------------------ the batch
+    def students(self) -> list[str]:
+        base = self.root / "submitted"
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if (p / self.assignment).is_dir())
+
+    def grade_all(self, only: list[str] | None = None) -> list[Outcome]:
+        students = [s for s in self.students() if not only or s in only]
+        references = {nb.name: self.reference_records(nb) for nb in self.notebooks}
+        outcomes: list[Outcome] = []
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="submission")
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {pool.submit(self._safe_grade, s, references): s for s in students}
+            for fut in as_completed(futures):
+                outcomes.append(fut.result())
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+        outcomes.sort(key=lambda o: o.student)
+        self.write_reports(outcomes)
+        return outcomes
+
+    def _safe_grade(self, student, references) -> Outcome:
+        try:
+            return self.grade_one(student, references)
+        except Exception as exc:  # one broken submission never stops the batch
+            out = Outcome(student=student, assignment=self.assignment)
+            out.flags.append(f"grader error: {type(exc).__name__}: {str(exc)[:500]}")
+            return out
+
+    # ------------------------------------------------------------------ reports
+    def write_reports(self, outcomes: list[Outcome]) -> Path:
+        r = self.reports
+        r.mkdir(parents=True, exist_ok=True)
+        with open(r / "lms_grades.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["student_id", "assignment", "autograded_points", "autograded_max", "flagged"])
+            for o in outcomes:
+                w.writerow([o.student, o.assignment, o.score, o.max_score, "yes" if o.flags else ""])
+        with open(r / "flagged.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["student_id", "reason"])
+            for o in outcomes:
+                for f in o.flags:
+                    w.writerow([o.student, f])
+        with open(r / "timing.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["student_id", "seconds", "resumed"])
+            for o in outcomes:
+                w.writerow([o.student, o.seconds, o.resumed])
+        cell_ids = sorted({g for o in outcomes for g in o.cells})
+        fails = {g: sum(1 for o in outcomes if g in o.cells and not o.cells[g]["passed"]) for g in cell_ids}
+        with open(r / "test_cells.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["test_cell", "students_failing", "students_graded"])
+            for g in cell_ids:
+                w.writerow([g, fails[g], sum(1 for o in outcomes if g in o.cells)])
+        checks: dict[str, int] = {}
+        for o in outcomes:
+            for n in o.failed_checks:
+                checks[n] = checks.get(n, 0) + 1
+        with open(r / "failed_checks.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["check", "students_failing_first_here"])
+            for n, k in sorted(checks.items(), key=lambda kv: -kv[1]):
+                w.writerow([n, k])
+        if cell_ids and outcomes:
+            try:
+                import matplotlib
+                matplotlib.use("Agg")
+                import matplotlib.pyplot as plt
+                from .plotting import use_course_style
+                use_course_style()
+                fig, ax = plt.subplots(figsize=(7, 0.35 * len(cell_ids) + 1.5))
+                share = [100 * fails[g] / max(1, len(outcomes)) for g in cell_ids]
+                ax.barh(cell_ids, share)
+                ax.set_xlim(0, 100)
+                ax.set_xlabel("% of the class failing this test cell")
+                ax.set_title(f"{self.assignment}: where the class loses points ({len(outcomes)} submissions)")
+                ax.invert_yaxis()
+                fig.savefig(r / "test_cells.png", bbox_inches="tight")
+                plt.close(fig)
+            except Exception:
+                pass
+        return r

@@ -1,0 +1,242 @@
+"""Run one command in a sandbox: bubblewrap namespaces + cgroup v1 limits + rlimits.
+
+Isolation (bubblewrap, run by root):
+  - new user namespace, mapped to uid/gid 65534 (nobody) inside, all capabilities dropped;
+  - new network namespace (loopback only: the Jupyter kernel's ZMQ sockets live inside it),
+    new PID, IPC and UTS namespaces, a new session (no terminal injection), dies with its parent;
+  - a filesystem made only of: /usr (read-only), the Python runtime and the course's virtual
+    environment and package (read-only), a private /tmp, /proc, /dev, and the submission's
+    own work folder (read-write) at /sandbox. The course root, source/, the gradebook, the
+    exchange and every other submission are simply not there.
+Limits:
+  - memory (resident, cgroup v1 memory.limit_in_bytes), processes (cgroup v1 pids.max);
+  - CPU seconds (RLIMIT_CPU), size of any file written (RLIMIT_FSIZE), open files (RLIMIT_NOFILE),
+    no core dumps; wall time (the whole sandbox is killed at the deadline).
+Every limit is a field of :class:`Limits`; the grader reads overrides from LLMCOURSE_LIMIT_<FIELD>
+environment variables (README, "Grading safely").
+"""
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+SANDBOX_UID = 65534
+
+
+@dataclass
+class Limits:
+    wall_s: int = 600          # the whole submission, kernel start included
+    cpu_s: int = 900           # CPU seconds of any one process (RLIMIT_CPU)
+    memory_mb: int = 4096      # resident memory of the whole sandbox (cgroup)
+    pids: int = 256            # processes and threads of the whole sandbox (cgroup)
+    file_mb: int = 64          # largest file any process may write (RLIMIT_FSIZE)
+    nofile: int = 1024         # open file descriptors per process
+    cell_timeout_s: int = 60   # one cell; then interrupt, then restart the kernel if it ignores that
+    cell_output_kb: int = 256  # output kept per cell; the rest is dropped with a note
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Limits":
+        lim = cls(**overrides)
+        for f in fields(cls):
+            val = os.environ.get(f"LLMCOURSE_LIMIT_{f.name.upper()}")
+            if val:
+                setattr(lim, f.name, int(val))
+        return lim
+
+
+class SandboxUnavailable(RuntimeError):
+    pass
+
+
+def check_available() -> None:
+    """Raise SandboxUnavailable with the reason when this machine cannot sandbox."""
+    if os.geteuid() != 0:
+        raise SandboxUnavailable("sandboxed grading needs root (bubblewrap namespaces + cgroup limits)")
+    if not shutil.which("bwrap"):
+        raise SandboxUnavailable("bubblewrap is not installed (Debian package 'bubblewrap'; `make sysdeps`)")
+    for ctrl in ("memory", "pids"):
+        d = CGROUP_ROOT / ctrl
+        if not (d / "cgroup.procs").exists() or not os.access(d, os.W_OK):
+            raise SandboxUnavailable(f"cgroup v1 controller '{ctrl}' is not available at {d}")
+
+
+@dataclass
+class Result:
+    returncode: int | None
+    wall_s: float
+    timed_out: bool
+    oom_killed: bool
+    stderr_tail: str
+
+
+class _Cgroup:
+    def __init__(self, limits: Limits):
+        self.name = f"llmcourse-{uuid.uuid4().hex[:12]}"
+        self.mem = CGROUP_ROOT / "memory" / self.name
+        self.pids = CGROUP_ROOT / "pids" / self.name
+        self.mem.mkdir()
+        self.pids.mkdir()
+        (self.mem / "memory.limit_in_bytes").write_text(str(limits.memory_mb * 1024 * 1024))
+        swap = self.mem / "memory.memsw.limit_in_bytes"
+        if swap.exists():
+            try:
+                swap.write_text(str(limits.memory_mb * 1024 * 1024))
+            except OSError:
+                pass
+        (self.pids / "pids.max").write_text(str(limits.pids))
+
+    def procs_files(self):
+        return [self.mem / "cgroup.procs", self.pids / "cgroup.procs"]
+
+    def oom_killed(self) -> bool:
+        try:
+            text = (self.mem / "memory.oom_control").read_text()
+            for line in text.splitlines():
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1]) > 0
+            return int((self.mem / "memory.failcnt").read_text()) > 0 and False
+        except OSError:
+            return False
+
+    def kill_all(self) -> None:
+        for _ in range(50):
+            pids = set()
+            for f in self.procs_files():
+                try:
+                    pids |= {int(p) for p in f.read_text().split()}
+                except OSError:
+                    pass
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        self.kill_all()
+        for d in (self.mem, self.pids):
+            for _ in range(40):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+
+def remove_stale_cgroups() -> int:
+    """Remove empty cgroups left by a grader that was killed (their processes died with it)."""
+    removed = 0
+    for ctrl in ("memory", "pids"):
+        for d in (CGROUP_ROOT / ctrl).glob("llmcourse-*"):
+            try:
+                procs = (d / "cgroup.procs").read_text().split()
+                if not procs:
+                    d.rmdir()
+                    removed += 1
+            except OSError:
+                pass
+    return removed
+
+
+def _python_runtime() -> list[Path]:
+    """Folders the sandbox needs read-only so that this interpreter and its venv work."""
+    paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(),
+             Path(sys.executable).resolve().parent.parent}
+    pkg = Path(__file__).resolve().parent
+    paths.add(pkg)
+    return sorted(paths)
+
+
+def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str]) -> list[str]:
+    cmd = ["bwrap", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+           "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+           "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
+           "--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "lib", "lib64", "sbin"):
+        p = Path("/") / name
+        if p.is_symlink():
+            cmd += ["--symlink", os.readlink(p), str(p)]
+        elif p.exists():
+            cmd += ["--ro-bind", str(p), str(p)]
+    for f in ("/etc/ld.so.cache", "/etc/localtime", "/etc/hosts", "/etc/nsswitch.conf"):
+        if Path(f).exists():
+            cmd += ["--ro-bind", f, f]
+    for p in _python_runtime():
+        cmd += ["--ro-bind", str(p), str(p)]
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", str(workdir), "/sandbox", "--chdir", "/sandbox", "--clearenv"]
+    for k, v in env.items():
+        cmd += ["--setenv", k, v]
+    return cmd + ["--"] + argv
+
+
+def run(workdir: Path, argv: list[str], limits: Limits, env: dict[str, str] | None = None,
+        stdin_bytes: bytes | None = None) -> Result:
+    """Run argv inside the sandbox with workdir mounted at /sandbox. Blocks until done or killed."""
+    check_available()
+    workdir = Path(workdir).resolve()
+    base_env = {
+        "HOME": "/tmp/home", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg", "MPLCONFIGDIR": "/tmp/mpl", "JUPYTER_CONFIG_DIR": "/tmp/jupyter/config",
+        "JUPYTER_DATA_DIR": "/tmp/jupyter/data", "JUPYTER_RUNTIME_DIR": "/tmp/jupyter/runtime",
+        "IPYTHONDIR": "/tmp/ipython", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "PYDEVD_DISABLE_FILE_VALIDATION": "1", "TQDM_DISABLE": "1", "LLMCOURSE_IN_SANDBOX": "1",
+    }
+    base_env.update(env or {})
+    cg = _Cgroup(limits)
+    procs = cg.procs_files()
+
+    def preexec():  # runs in the child between fork and exec
+        pid = str(os.getpid())
+        for f in procs:
+            with open(f, "w") as fh:
+                fh.write(pid)
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
+        size = limits.file_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        os.setsid()
+
+    start = time.perf_counter()
+    timed_out = False
+    err_path = workdir.parent / (workdir.name + ".stderr")
+    try:
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(bwrap_command(workdir, argv, base_env), stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec, close_fds=True)
+            try:
+                proc.communicate(input=stdin_bytes, timeout=limits.wall_s)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                cg.kill_all()
+                proc.kill()
+                proc.wait()
+        rc = proc.returncode
+        oom = cg.oom_killed()
+    finally:
+        cg.remove()
+    try:
+        with open(err_path, "rb") as fh:
+            fh.seek(max(0, err_path.stat().st_size - 4000))
+            tail = fh.read().decode("utf-8", "replace")
+        err_path.unlink()
+    except OSError:
+        tail = ""
+    return Result(returncode=rc, wall_s=time.perf_counter() - start, timed_out=timed_out,
+                  oom_killed=oom, stderr_tail=tail)

@@ -1,0 +1,354 @@
+"""7. Safety: hostile and broken submissions against the sandboxed grader.
+
+Each attack is a submission with the grade it must get. After the batch, the course's
+source/, release/, config, the other submissions and the earlier grades are byte-for-byte
+as before, the loopback listener saw no connection, and no cgroup is left behind.
+Short limits keep the suite fast.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import require_system
+from nbutil import ROOT, meta
+
+A = "01_chain_rule"
+NB = "chain_rule.ipynb"
+CORRECT = 90.0      # all autograded points of 01
+LSE_POINTS = 10.0   # test_logsumexp
+
+
+def _sandbox_or_skip():
+    require_system("bwrap", "bubblewrap")
+    from llmcourse import sandbox
+    try:
+        sandbox.check_available()
+    except sandbox.SandboxUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"sandbox unavailable under CI: {exc}")
+        pytest.skip(str(exc))
+
+
+def _tree_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    _sandbox_or_skip()
+    from llmcourse.course import build_submission, generate_release, make_scratch_course
+    c = make_scratch_course(tmp_path_factory.mktemp("safety") / "course", ROOT, [A])
+    generate_release(c.root, A, c.env)
+    correct = tmp_path_factory.mktemp("nb") / NB
+    build_submission(c.root / "release" / A / NB, ROOT / "source" / A / NB, correct, fill="all")
+    c.correct_nb = nbformat.read(str(correct), 4)
+    return c
+
+
+def _grader(course, **limits):
+    from llmcourse.grader import Grader
+    from llmcourse.sandbox import Limits
+    lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=10, cell_output_kb=64)
+    for k, v in limits.items():
+        setattr(lim, k, v)
+    return Grader(course.root, A, workers=2, limits=lim, env=course.env, progress=False)
+
+
+def _submit(course, student: str, nb=None, raw: bytes | None = None, name: str = NB) -> None:
+    d = course.root / "submitted" / student / A
+    d.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        (d / name).write_bytes(raw)
+    else:
+        nbformat.write(nb, str(d / name))
+
+
+def _copy(nb):
+    return nbformat.from_dict(json.loads(json.dumps(nb)))
+
+
+def _idx(nb, gid):
+    return next(i for i, c in enumerate(nb.cells) if meta(c).get("grade_id") == gid)
+
+
+def with_cell(base, after_gid: str, code: str):
+    nb = _copy(base)
+    nb.cells.insert(_idx(nb, after_gid) + 1, nbformat.v4.new_code_cell(code))
+    return nb
+
+
+def with_solution(base, gid: str, code: str):
+    nb = _copy(base)
+    nb.cells[_idx(nb, gid)].source = code
+    return nb
+
+
+WRONG_LSE = "def logsumexp(x, axis=None):\n    return 0.0\n"
+
+
+def _attacks(course, port: int) -> dict[str, tuple]:
+    """student -> (notebook or raw bytes, filename, expected autograded score, flag substring or None)."""
+    ok = course.correct_nb
+    root, repo = course.root, ROOT
+    secrets = [root / "source" / A / NB, root / "gradebook.db", repo / "source" / A / NB]
+    return {
+        "loop_forever": (with_cell(ok, "logsumexp", "while True:\n    pass"), NB, CORRECT, None),
+        "swallow_interrupt": (with_cell(ok, "logsumexp", "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
+                                                       "    except KeyboardInterrupt:\n        pass"), NB, CORRECT, None),
+        "memory_bomb": (with_cell(ok, "logsumexp", "import numpy as np\nhog = np.ones(2**31)"), NB, CORRECT, None),
+        "fork_storm": (with_cell(ok, "logsumexp", "import os, time\nkids = 0\ntry:\n    while True:\n"
+                                                "        if os.fork() == 0:\n            time.sleep(20)\n            os._exit(0)\n"
+                                                "        kids += 1\nexcept OSError as e:\n    print('fork stopped after', kids)"),
+                       NB, CORRECT, None),
+        "huge_stdout": (with_cell(ok, "logsumexp", "import sys\nfor _ in range(4000):\n    sys.stdout.write('x' * 5000 + '\\n')"),
+                        NB, CORRECT, None),
+        "exit_and_die": (with_cell(with_cell(with_cell(ok, "logsumexp", "import sys\nsys.exit(3)"),
+                                             "count_bigrams", "import os\nos._exit(1)"),
+                                   "add_k_probs", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
+                         NB, CORRECT, None),
+        "kill_the_runner": (with_cell(ok, "sample_index", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"),
+                            NB, CORRECT - 12, None),
+        "patch_comparisons": (with_solution(ok, "logsumexp", WRONG_LSE + "import builtins, math, numpy, torch\n"
+                                            "numpy.allclose = lambda *a, **k: True\n"
+                                            "numpy.testing.assert_allclose = lambda *a, **k: None\n"
+                                            "torch.allclose = lambda *a, **k: True\n"
+                                            "math.isclose = lambda *a, **k: True\n"
+                                            "builtins.abs = lambda x: 0.0\n"), NB, CORRECT - LSE_POINTS,
+                              "disagrees with the reference"),
+        "silence_errors": (with_solution(ok, "logsumexp", WRONG_LSE + "import sys\n"
+                                         "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+                                         "sys.excepthook = lambda *a: None\n"), NB, CORRECT - LSE_POINTS,
+                           "disagrees with the reference"),
+        "equal_to_everything": (with_solution(ok, "logsumexp", "class Anything:\n"
+                                              "    def __eq__(self, other): return True\n"
+                                              "    def __ne__(self, other): return False\n"
+                                              "    def __float__(self): return 0.0\n"
+                                              "def logsumexp(x, axis=None):\n    return Anything()\n"),
+                                NB, CORRECT - LSE_POINTS, None),
+        "tamper_tests": (_tampered_tests(ok), NB, CORRECT - LSE_POINTS, None),
+        "read_secrets": (with_solution(ok, "logsumexp", WRONG_LSE + "import json\n"
+                                       f"for path in {[str(p) for p in secrets]!r}:\n"
+                                       "    try:\n        data = open(path, 'rb').read()\n"
+                                       "        print('LEAK', path)\n"
+                                       "        nb = json.loads(data)\n"
+                                       "        src = [c for c in nb['cells'] if c['metadata'].get('nbgrader', {}).get('grade_id') == 'logsumexp']\n"
+                                       "        exec(''.join(src[0]['source']))\n"
+                                       "    except Exception:\n        pass\n"), NB, CORRECT - LSE_POINTS, None),
+        "vandal": (with_cell(ok, "logsumexp", "import os, shutil\n"
+                                              f"for p in {[str(root / 'source'), str(root / 'submitted' / 'control'), str(repo / 'source'), str(root / 'release')]!r}:\n"
+                                              "    shutil.rmtree(p, ignore_errors=True)\n"
+                                              f"for f in {[str(root / 'gradebook.db'), str(root / 'nbgrader_config.py')]!r}:\n"
+                                              "    try:\n        os.remove(f)\n    except OSError:\n        pass\n"
+                                              "    try:\n        open(f, 'w').write('evil')\n    except OSError:\n        pass\n"
+                                              "open('/sandbox/mine.txt', 'w').write('allowed')\n"), NB, CORRECT, None),
+        "network": (with_cell(ok, "logsumexp", "import socket\n"
+                                               f"s = socket.socket()\ns.settimeout(2)\n"
+                                               f"try:\n    s.connect(('127.0.0.1', {port}))\n    s.sendall(b'stolen')\n"
+                                               "    print('CONNECTED')\nexcept OSError as e:\n    print('no network:', e)\n"),
+                    NB, CORRECT, None),
+        "bad_json": (b"{ this is not json", NB, 0.0, "not valid JSON"),
+        "nbformat3": (json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "cells": []}).encode(), NB, 0.0,
+                      "nbformat 3"),
+        "empty_file": (b"", NB, 0.0, "empty file"),
+        "not_utf8": (b"\xff\xfe\x00garbage\x80", NB, 0.0, "not UTF-8"),
+        "renamed": (ok, "my_homework.ipynb", CORRECT, "renamed"),
+        "reordered": (_reordered(ok), NB, CORRECT, None),
+        "huge_outputs": (_with_huge_output(ok), NB, CORRECT, None),
+        "grade_id_edited": (_rename_gid(ok, "logsumexp", "my_lse"), NB, CORRECT - LSE_POINTS, "missing"),
+    }
+
+
+def _tampered_tests(ok):
+    nb = with_solution(ok, "logsumexp", WRONG_LSE)
+    del nb.cells[_idx(nb, "test_logsumexp")]                       # delete the failing test
+    dup = _copy(nb.cells[_idx(nb, "test_log_prob_of_sequence")])
+    nb.cells.insert(3, dup)                                         # duplicate another
+    cb = nb.cells[_idx(nb, "test_count_bigrams")]
+    cb.metadata["nbgrader"]["points"] = 100                         # inflate points
+    cb.source = "pass"                                              # and gut it
+    return nb
+
+
+def _reordered(ok):
+    nb = _copy(ok)
+    nb.cells = list(reversed(nb.cells))
+    return nb
+
+
+def _with_huge_output(ok):
+    nb = _copy(ok)
+    cell = nb.cells[_idx(nb, "logsumexp")]
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="y" * (20 * 2**20))]
+    return nb
+
+
+def _rename_gid(ok, gid, new):
+    nb = _copy(ok)
+    nb.cells[_idx(nb, gid)].metadata["nbgrader"]["grade_id"] = new
+    return nb
+
+
+class _Listener:
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.hits = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+                self.hits += 1
+                conn.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+def _cgroups() -> set[str]:
+    return {p.name for ctrl in ("memory", "pids") for p in Path(f"/sys/fs/cgroup/{ctrl}").glob("llmcourse-*")}
+
+
+@pytest.mark.slow
+def test_hostile_class_cannot_gain_or_harm(course):
+    from llmcourse.course import cell_scores
+
+    cgroups_before = _cgroups()
+    # a control student graded first: their grade must survive the attacks untouched
+    _submit(course, "control", course.correct_nb)
+    g = _grader(course)
+    first = {o.student: o for o in g.grade_all(only=["control"])}
+    assert first["control"].score == CORRECT, first["control"].flags
+    db_url = f"sqlite:///{course.db_path}"
+    control_grades = cell_scores(db_url, A)["control"]
+
+    listener = _Listener()
+    attacks = _attacks(course, listener.port)
+    for student, (payload, name, _, _) in attacks.items():
+        if isinstance(payload, bytes):
+            _submit(course, student, raw=payload, name=name)
+        else:
+            _submit(course, student, payload, name=name)
+    protected = {p: _tree_hash(p) for p in [course.root / "source", course.root / "release",
+                                             course.root / "nbgrader_config.py", ROOT / "source"]}
+    protected.update({p: _tree_hash(p) for p in (course.root / "submitted").iterdir()})
+
+    t0 = time.perf_counter()
+    outcomes = {o.student: o for o in _grader(course).grade_all(only=list(attacks))}
+    batch_s = time.perf_counter() - t0
+    listener.close()
+
+    problems = []
+    for student, (_, _, want, flag) in attacks.items():
+        o = outcomes[student]
+        if o.score != want:
+            problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags})")
+        if flag and not any(flag in f for f in o.flags):
+            problems.append(f"{student}: expected a flag containing {flag!r}, got {o.flags}")
+        if any(f.startswith("grader error") for f in o.flags):
+            problems.append(f"{student}: grader error {o.flags}")
+    assert not problems, "\n".join(problems)
+
+    for p, h in protected.items():
+        assert p.exists() and _tree_hash(p) == h, f"{p} changed during grading"
+    assert cell_scores(db_url, A)["control"] == control_grades, "an earlier grade changed"
+    assert listener.hits == 0, "a submission reached a loopback listener outside its sandbox"
+    graded = course.root / "autograded"
+    leak_text = "".join(p.read_text() for p in (graded / "read_secrets").rglob("*.ipynb"))
+    assert "LEAK" not in leak_text
+    huge = next((graded / "huge_stdout" / A).glob("*.ipynb")).stat().st_size
+    assert huge < 2 * 2**20, f"the graded notebook kept {huge} bytes of output"
+    assert "CONNECTED" not in "".join(p.read_text() for p in (graded / "network").rglob("*.ipynb"))
+    assert _cgroups() == cgroups_before, "cgroups were left behind"
+    scores = cell_scores(db_url, A)
+    assert set(scores) == set(attacks) | {"control"}
+    print(f"\n{len(attacks)} hostile submissions graded in {batch_s:.0f} s")
+
+
+@pytest.mark.slow
+def test_feedback_of_flagged_submission_hides_hidden_tests(course):
+    from llmcourse.course import run_nbgrader
+    if not (course.root / "autograded" / "silence_errors").exists():
+        pytest.skip("needs the hostile batch")
+    run_nbgrader(["generate_feedback", A, "--student", "silence_errors", "--force"], cwd=course.root, env=course.env)
+    page = next((course.root / "feedback" / "silence_errors" / A).glob("*.html")).read_text()
+    assert "HIDDEN TESTS" not in page and "RECORD_ONLY" not in page
+    assert "test_logsumexp" in page
+
+
+@pytest.mark.slow
+def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
+    """Kill the grader half-way (SIGKILL), run it again: same grades, nothing duplicated or lost."""
+    from llmcourse.course import cell_scores
+    students = ["r_correct", "r_partial", "r_blank"]
+    partial = with_solution(course.correct_nb, "logsumexp", WRONG_LSE)
+    _submit(course, "r_correct", course.correct_nb)
+    _submit(course, "r_partial", partial)
+    blank = _copy(course.correct_nb)
+    for c in blank.cells:
+        if meta(c).get("solution") and c.cell_type == "code":
+            c.source = "raise NotImplementedError()"
+    _submit(course, "r_blank", blank)
+
+    env = dict(course.env, LLMCOURSE_LIMIT_CELL_TIMEOUT_S="10", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "llmcourse.cli", "grade", "--assignment", A, "--workers", "1",
+           "--students", ",".join(students)]
+    proc = subprocess.Popen(cmd, cwd=course.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done_dir = course.root / ".grader" / A / "done"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if any((done_dir / f"{s}.json").exists() for s in students):
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = [s for s in students if (done_dir / f"{s}.json").exists()]
+    assert len(finished) < len(students), "the grader finished before it could be killed"
+
+    out1 = {o.student: o for o in _grader(course).grade_all(only=students)}
+    assert {s for s, o in out1.items() if o.resumed} == set(finished)
+    assert (out1["r_correct"].score, out1["r_partial"].score, out1["r_blank"].score) == (CORRECT, CORRECT - LSE_POINTS, 0.0)
+    grades1 = {s: v for s, v in cell_scores(f"sqlite:///{course.db_path}", A).items() if s in students}
+    # grading the same submissions again changes nothing
+    out2 = {o.student: o for o in _grader(course).grade_all(only=students)}
+    assert all(o.resumed for o in out2.values())
+    for s in students:  # forced re-grade of a submission gives the same grade
+        (done_dir / f"{s}.json").unlink()
+    out3 = {o.student: o for o in _grader(course).grade_all(only=students)}
+    assert {s: o.score for s, o in out3.items()} == {s: o.score for s, o in out1.items()}
+    grades3 = {s: v for s, v in cell_scores(f"sqlite:///{course.db_path}", A).items() if s in students}
+    assert grades1 == grades3
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{course.db_path}") as gb:
+        subs = [s.student_id for s in gb.assignment_submissions(A) if s.student_id in students]
+    assert sorted(subs) == sorted(students), "one submission row per student"
+    assert not _cgroups(), "cgroups left by the killed grader were not cleaned up"
