@@ -62,8 +62,8 @@ release: $(STAMP) ## nbgrader generate_assignment: source/ -> release/ (committe
 publish: $(STAMP) ## nbgrader release_assignment: put release/ into the exchange
 	$(COURSE) nbgrader release_assignment --assignment $(ASSIGNMENT)
 
-collect: $(STAMP) ## nbgrader collect: submissions from the exchange into submitted/
-	$(COURSE) nbgrader collect --assignment $(ASSIGNMENT)
+collect: $(STAMP) ## submissions into submitted/: from the exchange, or an LMS zip (ZIP=file LMS=canvas|moodle)
+	$(COURSE) collect --assignment $(ASSIGNMENT) $(if $(ZIP),--zip $(ZIP) --lms $(or $(LMS),canvas))
 
 execute: $(STAMP) ## run source notebooks with papermill into $(BUILD)/executed (PROFILE=, DEVICE=)
 	$(COURSE) execute --assignment $(ASSIGNMENT) --profile $(PROFILE) --device $(DEVICE) --out $(BUILD)/executed

@@ -121,6 +121,43 @@ def cmd_grade(args) -> int:
     return status
 
 
+LMS_PATTERNS = {
+    # Canvas: <name>_[LATE_]<user id>_<submission id>_<original file name>
+    "canvas": r".*/(?P<student_id>[^/_]+)_(?:LATE_)?\d+_\d+_(?P<file_id>[^/]+\.ipynb)$",
+    # Moodle: "<Full Name>_<id>_assignsubmission_file_<file>" or the same as a folder
+    "moodle": r".*/(?P<student_id>[^/_]+)_\d+_assignsubmission_file_/?(?P<file_id>[^/]+\.ipynb)$",
+}
+
+
+def cmd_collect(args) -> int:
+    """Collect submissions: from nbgrader's exchange, or from an LMS download (zip)."""
+    root = find_root()
+    if not args.zip:
+        args.subcommand, args.extra = "collect", []
+        return cmd_nbgrader(args)
+    assignments = list_assignments(root, args.assignment, graded_only=True)
+    if len(assignments) != 1:
+        raise CourseError("collecting an LMS zip needs one assignment: ASSIGNMENT=<id>")
+    a = assignments[0]
+    zpath = Path(args.zip).resolve()
+    if not zpath.is_file():
+        raise CourseError(f"no such file: {zpath}")
+    regexp = args.regexp or LMS_PATTERNS.get(args.lms)
+    if not regexp:
+        raise CourseError(f"unknown LMS {args.lms!r}: one of {sorted(LMS_PATTERNS)}, or give --regexp")
+    archive = root / "downloaded" / a / "archive"
+    archive.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(zpath, archive / zpath.name)
+    proc = run_nbgrader(["zip_collect", a, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}"],
+                        cwd=root, check=False)
+    print(proc.stdout, end="")
+    if proc.returncode != 0:
+        return proc.returncode
+    got = sorted(p.parent.parent.name for p in (root / "submitted").glob(f"*/{a}/*.ipynb"))
+    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{' ...' if len(got) > 20 else ''}")
+    return 0
+
+
 def cmd_export(args) -> int:
     root = find_root()
     out = Path(args.out).resolve()
@@ -204,10 +241,21 @@ def cmd_demo(args) -> int:
     n_subs = sum(len(v) for v in roster.values())
     _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
 
+    from . import sandbox
+    try:
+        sandbox.check_available()
+        sandboxed, why = True, ""
+    except sandbox.SandboxUnavailable as exc:
+        sandboxed, why = False, str(exc)
     for a in graded:
         t = time.perf_counter()
-        run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
-        _say(f"      autograded {a}: {len(roster[a])} submissions in {time.perf_counter() - t:.1f} s")
+        if sandboxed:
+            from .grader import Grader
+            Grader(course.root, a, env=course.env, progress=False).grade_all()
+        else:
+            run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+        _say(f"      autograded {a}: {len(roster[a])} submissions in {time.perf_counter() - t:.1f} s "
+             f"({'sandboxed, trusted records' if sandboxed else 'stock nbgrader, NOT sandboxed: ' + why})")
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
     _say("[5/6] autograde + feedback done")
 
@@ -274,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     gr.add_argument("--students", default="", help="only these students (comma-separated)")
     gr.add_argument("--unsafe", action="store_true", help="no sandbox available: fall back to stock nbgrader")
     gr.set_defaults(func=cmd_grade)
+    col = with_assignment(sub.add_parser("collect"))
+    col.add_argument("--zip", default="", help="an LMS download (zip) instead of nbgrader's exchange")
+    col.add_argument("--lms", default="canvas", help="file naming of the zip: canvas or moodle")
+    col.add_argument("--regexp", default="", help="nbgrader named_regexp with student_id and file_id groups")
+    col.set_defaults(func=cmd_collect)
     exp = sub.add_parser("export")
     exp.add_argument("--out", default="grades.csv")
     exp.set_defaults(func=cmd_export)

@@ -46,6 +46,7 @@ class GradedCourse:
     assignments: list
     scores: dict        # {assignment: {student: {grade_id: {...}}}}
     students: list
+    sandboxed: bool     # graded by the course's sandboxed grader (else stock nbgrader)
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,13 @@ def graded_course(tmp_path_factory) -> GradedCourse:
     from llmcourse.course import (build_submission, cell_scores, generate_release, list_assignments,
                                   make_scratch_course, run_nbgrader, source_notebooks)
 
+    from llmcourse import sandbox
+    from llmcourse.grader import Grader
+    try:
+        sandbox.check_available()
+        sandboxed = True
+    except sandbox.SandboxUnavailable:
+        sandboxed = False
     graded = list_assignments(ROOT, graded_only=True)
     only = os.environ.get("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
     if only:
@@ -69,8 +77,11 @@ def graded_course(tmp_path_factory) -> GradedCourse:
                    if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
             for student, fill in (("correct", "all"), ("blank", "none"), ("partial", ids[: len(ids) // 2])):
                 build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill)
-        run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+        if sandboxed:  # the course's grader (what `make autograde` runs)
+            Grader(course.root, a, workers=2, env=course.env, progress=False).grade_all()
+        else:          # stock nbgrader (`make autograde UNSAFE=1`)
+            run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
     db = f"sqlite:///{course.db_path}"
     return GradedCourse(root=course.root, env=course.env, db_url=db, assignments=graded,
-                        scores={a: cell_scores(db, a) for a in graded}, students=students)
+                        scores={a: cell_scores(db, a) for a in graded}, students=students, sandboxed=sandboxed)

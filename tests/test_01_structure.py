@@ -122,6 +122,10 @@ def test_test_cells_follow_the_contract(path):
         gid = meta(c)["grade_id"]
         visible, hidden = split_hidden(c.source)
         assert hidden and any(h.strip() for h in hidden), f"{gid}: no hidden tests"
+        # the trusted grader strips expected values from hidden value checks; a cell whose
+        # hidden part had only constant-answer checks (true/shape/raises) could be forged
+        assert re.search(r"check_(?:close|equal)\(", "\n".join(hidden)), \
+            f"{gid}: the hidden part needs at least one check_close/check_equal on a value"
         assert CHECK_CALL.search(visible), f"{gid}: no visible check (students need one actionable test)"
         assert not re.search(r"^\s*assert\b", c.source, re.M), f"{gid}: use the check helpers, not bare assert"
         for m in CHECK_CALL.finditer(c.source):

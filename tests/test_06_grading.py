@@ -66,3 +66,54 @@ def test_failure_summary(graded_course):
         rows = failure_summary(graded_course.scores[a])
         assert rows and all(total == len(graded_course.students) for _, _, total in rows)
         assert all(lost >= 1 for _, lost, _ in rows), "blank loses points on every test cell"
+
+
+def test_collect_from_lms_zip(tmp_path):
+    """An LMS download (Canvas or Moodle file naming) lands in submitted/<student>/<id>/."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from llmcourse.course import make_scratch_course
+
+    a = "01_chain_rule"
+    course = make_scratch_course(tmp_path / "course", ROOT, [a])
+    nb_text = (ROOT / "release" / a / "chain_rule.ipynb").read_text()
+    for lms, names in {"canvas": ["alice_1234_5678_chain_rule.ipynb", "bob_LATE_99_100_chain_rule-1.ipynb"],
+                       "moodle": ["Carol_42_assignsubmission_file_/chain_rule.ipynb"]}.items():
+        z = tmp_path / f"{lms}.zip"
+        with zipfile.ZipFile(z, "w") as zf:
+            for n in names:
+                zf.writestr(n, nb_text)
+            zf.writestr("readme.txt", "not a notebook")
+        proc = subprocess.run([sys.executable, "-m", "llmcourse.cli", "collect", "--assignment", a,
+                               "--zip", str(z), "--lms", lms], cwd=course.root, env=course.env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = sorted(str(p.relative_to(course.root / "submitted")) for p in (course.root / "submitted").rglob("*.ipynb"))
+    assert got == [f"Carol/{a}/chain_rule.ipynb", f"alice/{a}/chain_rule.ipynb", f"bob/{a}/chain_rule-1.ipynb"]
+
+
+def test_stock_nbgrader_path_still_works(tmp_path):
+    """`make autograde UNSAFE=1` (no sandbox available): stock nbgrader with the course's config."""
+    import nbformat
+
+    from llmcourse.course import (build_submission, cell_scores, generate_release, make_scratch_course)
+
+    a = "01_chain_rule"
+    course = make_scratch_course(tmp_path / "course", ROOT, [a])
+    generate_release(course.root, a, course.env)
+    rel, src = course.root / "release" / a / "chain_rule.ipynb", ROOT / "source" / a / "chain_rule.ipynb"
+    build_submission(rel, src, course.root / "submitted" / "correct" / a / "chain_rule.ipynb", fill="all")
+    build_submission(rel, src, course.root / "submitted" / "blank" / a / "chain_rule.ipynb", fill="none")
+    run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+    run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
+    scores = cell_scores(f"sqlite:///{course.db_path}", a)
+    auto = {s: sum(g["auto"] for g in per.values() if g["kind"] == "code") for s, per in scores.items()}
+    assert auto == {"correct": 90.0, "blank": 0.0}
+    hidden = {ln.strip() for c in graded_test_cells(read(src)) for b in split_hidden(c.source)[1]
+              for ln in b.split("\n") if len(ln.strip()) > 15}
+    for page in (course.root / "feedback").rglob("*.html"):
+        text = _visible_text(page.read_text())
+        assert not [ln for ln in hidden if ln in text]
+    assert nbformat.read(str(rel), 4)

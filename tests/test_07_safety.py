@@ -258,7 +258,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
         else:
             _submit(course, student, payload, name=name)
     protected = {p: _tree_hash(p) for p in [course.root / "source", course.root / "release",
-                                             course.root / "nbgrader_config.py", ROOT / "source"]}
+                                             course.root / "nbgrader_config.py", ROOT / "source" / A]}
     protected.update({p: _tree_hash(p) for p in (course.root / "submitted").iterdir()})
 
     t0 = time.perf_counter()
@@ -352,3 +352,13 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
         subs = [s.student_id for s in gb.assignment_submissions(A) if s.student_id in students]
     assert sorted(subs) == sorted(students), "one submission row per student"
     assert not _cgroups(), "cgroups left by the killed grader were not cleaned up"
+
+
+
+def test_class_fixture_used_the_sandboxed_grader(graded_course):
+    """Under CI the whole-class grading tests (correct / blank / partial of every assignment,
+    tests 4 and 6) run through the sandboxed grader, which also proves that every reference
+    solution passes with its expected values stripped."""
+    if not graded_course.sandboxed:
+        _sandbox_or_skip()
+    assert graded_course.sandboxed
