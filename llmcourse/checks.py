@@ -349,32 +349,33 @@ def load_records(path: str | os.PathLike) -> dict[str, list[dict]]:
     return out
 
 
-def compare_records(student: dict[str, list[dict]], reference: dict[str, list[dict]]) -> dict[str, str | None]:
-    """Compare a student's recorded values with the reference solution's.
+NOT_REACHED = "did not run to this check"
 
-    Returns {check name: None if it agrees, else a short reason}. Tolerances
-    come from the *reference* record (trusted), never from the student's.
+
+def compare_entries(ref_entries: list[dict], stu_entries: list[dict]) -> str | None:
+    """None if the student's entries for one check agree with the reference's, else why not.
+
+    Tolerances come from the *reference* entries (trusted), never from the student's.
+    """
+    if len(stu_entries) < len(ref_entries):
+        return NOT_REACHED
+    for ref, stu in zip(ref_entries, stu_entries):
+        if ref.get("kind") == "close":
+            try:
+                problem = _close_problem(stu.get("value"), ref.get("value"),
+                                         float(ref.get("atol", 1e-6)), float(ref.get("rtol", 1e-5)))
+            except (TypeError, ValueError) as exc:
+                problem = f"recorded value unusable ({exc})"
+            if problem:
+                return problem
+        elif stu.get("value") != ref.get("value") or stu.get("kind") != ref.get("kind"):
+            return "value differs from the reference solution's"
+    return None
+
+
+def compare_records(student: dict[str, list[dict]], reference: dict[str, list[dict]]) -> dict[str, str | None]:
+    """{check name: None if the student's records agree with the reference's, else a short reason}.
+
     A check the reference recorded but the student did not is a failure.
     """
-    result: dict[str, str | None] = {}
-    for name, ref_entries in reference.items():
-        stu_entries = student.get(name, [])
-        if len(stu_entries) < len(ref_entries):
-            result[name] = "not recorded (the test did not run to this check)"
-            continue
-        reason = None
-        for ref, stu in zip(ref_entries, stu_entries):
-            if ref.get("kind") == "close":
-                try:
-                    problem = _close_problem(stu.get("value"), ref.get("value"),
-                                             float(ref.get("atol", 1e-6)), float(ref.get("rtol", 1e-5)))
-                except (TypeError, ValueError) as exc:
-                    problem = str(exc)
-                if problem:
-                    reason = problem
-                    break
-            elif stu.get("value") != ref.get("value"):
-                reason = "value differs from the reference solution's"
-                break
-        result[name] = reason
-    return result
+    return {name: compare_entries(ref, student.get(name, [])) for name, ref in reference.items()}

@@ -80,7 +80,7 @@ class Result:
 
 class _Cgroup:
     def __init__(self, limits: Limits):
-        self.name = f"llmcourse-{uuid.uuid4().hex[:12]}"
+        self.name = f"llmcourse-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.mem = CGROUP_ROOT / "memory" / self.name
         self.pids = CGROUP_ROOT / "pids" / self.name
         self.mem.mkdir()
@@ -108,21 +108,7 @@ class _Cgroup:
             return False
 
     def kill_all(self) -> None:
-        for _ in range(50):
-            pids = set()
-            for f in self.procs_files():
-                try:
-                    pids |= {int(p) for p in f.read_text().split()}
-                except OSError:
-                    pass
-            if not pids:
-                return
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
+        _kill_cgroup_procs(self.procs_files())
 
     def remove(self) -> None:
         self.kill_all()
@@ -137,16 +123,48 @@ class _Cgroup:
                     time.sleep(0.05)
 
 
+def _kill_cgroup_procs(procs_files, rounds: int = 100) -> None:
+    """SIGKILL every process listed in the cgroup.procs files until none is left."""
+    for _ in range(rounds):
+        pids: set[int] = set()
+        for f in procs_files:
+            try:
+                pids |= {int(p) for p in Path(f).read_text().split()}
+            except OSError:
+                pass
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 def remove_stale_cgroups() -> int:
-    """Remove empty cgroups left by a grader that was killed (their processes died with it)."""
+    """Kill and remove cgroups left by a grader that died (their names carry its PID)."""
     removed = 0
     for ctrl in ("memory", "pids"):
         for d in (CGROUP_ROOT / ctrl).glob("llmcourse-*"):
+            parts = d.name.split("-")
+            owner = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+            if owner is not None and _pid_alive(owner):
+                continue
+            _kill_cgroup_procs([d / "cgroup.procs"])
             try:
-                procs = (d / "cgroup.procs").read_text().split()
-                if not procs:
-                    d.rmdir()
-                    removed += 1
+                d.rmdir()
+                removed += 1
             except OSError:
                 pass
     return removed

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nbformat
 
-from .checks import _close_problem, load_records
+from .checks import NOT_REACHED, compare_entries, load_records
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 VALUE_CHECKS = {"check_close", "check_equal"}
@@ -346,23 +346,6 @@ def _first_error(cell) -> str | None:
     return None
 
 
-def _compare_entries(ref_entries, stu_entries) -> str | None:
-    if len(stu_entries) < len(ref_entries):
-        return "did not run to this check"
-    for ref, stu in zip(ref_entries, stu_entries):
-        if ref.get("kind") == "close":
-            try:
-                problem = _close_problem(stu.get("value"), ref.get("value"),
-                                         float(ref.get("atol", 1e-6)), float(ref.get("rtol", 1e-5)))
-            except (TypeError, ValueError) as exc:
-                problem = f"recorded value unusable ({exc})"
-            if problem:
-                return problem
-        elif stu.get("value") != ref.get("value") or stu.get("kind") != ref.get("kind"):
-            return "wrong value"
-    return None
-
-
 def decide(canonical_nb, executed_cells: list | None, student_records: dict, reference_records: dict) -> list[CellVerdict]:
     """Score every test cell from the executed outputs and the trusted comparison of records."""
     verdicts = []
@@ -383,14 +366,14 @@ def decide(canonical_nb, executed_cells: list | None, student_records: dict, ref
             continue
         failures = {}
         for n in names:
-            problem = _compare_entries(reference_records[n], student_records.get(n, []))
+            problem = compare_entries(reference_records[n], student_records.get(n, []))
             if problem:
                 failures[n] = problem
         visible = visible_check_names(cell.source)
         tampered = ""
         if error is None and failures:
             vis_fail = {n: p for n, p in failures.items() if n in visible}
-            missing = {n for n, p in failures.items() if p == "did not run to this check"}
+            missing = {n for n, p in failures.items() if p == NOT_REACHED}
             if vis_fail:
                 n, p = next(iter(vis_fail.items()))
                 tampered = f"the kernel reported this cell passing, but check {n} disagrees with the reference: {p}"

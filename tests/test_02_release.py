@@ -24,6 +24,20 @@ def test_release_matches_fresh_generation(fresh_release, assignment):
     assert not diffs, f"release/{assignment} is stale; run `make release`: {diffs}"
 
 
+def _public_lines(nb) -> set[str]:
+    """Stripped lines of the source that lie outside every solution and hidden-test region."""
+    public, inside = set(), False
+    for c in nb.cells:
+        for line in c.source.split("\n"):
+            if "### BEGIN SOLUTION" in line or "### BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "### END SOLUTION" in line or "### END HIDDEN TESTS" in line:
+                inside = False
+            elif not inside:
+                public.add(line.strip())
+    return public
+
+
 def _significant(line: str) -> bool:
     s = line.strip()
     return len(s) >= 12 and not s.startswith("#") and s not in ('"""', "'''")
@@ -38,10 +52,7 @@ def test_release_has_no_solution_or_hidden_test(src):
         assert marker not in text, f"release contains the marker {marker!r}"
     released_lines = {ln.strip() for ln in text.split("\n")}
     # lines that legitimately appear in the public part of the source too (e.g. a locked cell)
-    secret = set(solution_bodies(read(src))) | {ln for c in graded_test_cells(read(src))
-                                                for b in split_hidden(c.source)[1] for ln in b.split("\n")}
-    public = {ln.strip() for c in read(src).cells for ln in c.source.split("\n") if ln not in secret}
-    released_lines -= public
+    released_lines -= _public_lines(read(src))
     leaked = [ln for ln in solution_bodies(read(src)) if _significant(ln) and ln.strip() in released_lines]
     assert not leaked, f"solution lines in release: {leaked[:3]}"
     hidden = [ln for c in graded_test_cells(read(src)) for block in split_hidden(c.source)[1] for ln in block.split("\n")]

@@ -282,11 +282,13 @@ def test_hostile_class_cannot_gain_or_harm(course):
     assert cell_scores(db_url, A)["control"] == control_grades, "an earlier grade changed"
     assert listener.hits == 0, "a submission reached a loopback listener outside its sandbox"
     graded = course.root / "autograded"
-    leak_text = "".join(p.read_text() for p in (graded / "read_secrets").rglob("*.ipynb"))
-    assert "LEAK" not in leak_text
+    def outputs_text(student):
+        return "".join(json.dumps(c.get("outputs", [])) for p in (graded / student).rglob("*.ipynb")
+                       for c in nbformat.read(str(p), 4).cells if c.cell_type == "code")
+    assert "LEAK" not in outputs_text("read_secrets"), "a submission read the course's files"
     huge = next((graded / "huge_stdout" / A).glob("*.ipynb")).stat().st_size
     assert huge < 2 * 2**20, f"the graded notebook kept {huge} bytes of output"
-    assert "CONNECTED" not in "".join(p.read_text() for p in (graded / "network").rglob("*.ipynb"))
+    assert "no network" in outputs_text("network") and "CONNECTED" not in outputs_text("network")
     assert _cgroups() == cgroups_before, "cgroups were left behind"
     scores = cell_scores(db_url, A)
     assert set(scores) == set(attacks) | {"control"}
