@@ -65,7 +65,7 @@ publish: $(STAMP) ## nbgrader release_assignment: put release/ into the exchange
 collect: $(STAMP) ## submissions into submitted/: from the exchange, or an LMS zip (ZIP=file LMS=canvas|moodle)
 	$(COURSE) collect --assignment $(ASSIGNMENT) $(if $(ZIP),--zip $(ZIP) --lms $(or $(LMS),canvas))
 
-execute: $(STAMP) ## run source notebooks with papermill into $(BUILD)/executed (PROFILE=, DEVICE=)
+execute: $(STAMP) ## run source notebooks with papermill into build/executed (PROFILE=, DEVICE=)
 	$(COURSE) execute --assignment $(ASSIGNMENT) --profile $(PROFILE) --device $(DEVICE) --out $(BUILD)/executed
 
 validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)

@@ -183,6 +183,8 @@ def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str]) -> list[s
     cmd = ["bwrap", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
+           # the private /tmp first: binds below may live under /tmp (a checkout in /tmp)
+           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
            "--ro-bind", "/usr", "/usr"]
     for name in ("bin", "lib", "lib64", "sbin"):
         p = Path("/") / name
@@ -195,8 +197,7 @@ def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str]) -> list[s
             cmd += ["--ro-bind", f, f]
     for p in _python_runtime():
         cmd += ["--ro-bind", str(p), str(p)]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--bind", str(workdir), "/sandbox", "--chdir", "/sandbox", "--clearenv"]
+    cmd += ["--bind", str(workdir), "/sandbox", "--chdir", "/sandbox", "--clearenv"]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
     return cmd + ["--"] + argv

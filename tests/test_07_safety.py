@@ -331,8 +331,12 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
         if any((done_dir / f"{s}.json").exists() for s in students):
             break
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait()
+    assert proc.returncode in (-signal.SIGKILL, None) or proc.returncode == 0, f"the grader failed ({proc.returncode})"
     finished = [s for s in students if (done_dir / f"{s}.json").exists()]
     assert len(finished) < len(students), "the grader finished before it could be killed"
 
