@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import json
 import os
+import secrets
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -36,13 +39,14 @@ import nbformat
 from nbformat.v4 import new_output
 
 from . import sandbox
-from .checks import load_records
+from .checks import parse_records
 from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks
-from .trusted import Canonical, canonical_notebook, decide, is_test_cell, meta, sandbox_notebook
+from .trusted import Canonical, canonical_notebook, decide, hidden_secrets, is_test_cell, meta, sandbox_notebook
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 MAX_EXTRA_FILE_BYTES = 20 * 1024 * 1024
-GRADER_VERSION = "1"
+RESERVED_NAMES = {"records.jsonl", ".input", "timestamp.txt"}
+GRADER_VERSION = "2"
 
 
 class GraderError(CourseError):
@@ -64,17 +68,31 @@ class Outcome:
 
 
 def _hash_files(folder: Path) -> str:
+    """Hash of a submission folder's names and regular files; links are hashed, never followed."""
     h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and ".ipynb_checkpoints" not in p.parts:
-            h.update(str(p.relative_to(folder)).encode())
-            try:
+    for p in sorted(folder.rglob("*"), key=lambda q: os.fsencode(q)):
+        if ".ipynb_checkpoints" in p.parts:
+            continue
+        h.update(os.fsencode(p.relative_to(folder)) + b"\0")
+        try:
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                h.update(b"link:" + os.fsencode(os.readlink(p)))
+            elif stat.S_ISREG(st.st_mode):
                 with open(p, "rb") as fh:
                     for chunk in iter(lambda: fh.read(1 << 20), b""):
                         h.update(chunk)
-            except OSError:
-                h.update(b"<unreadable>")
+        except OSError:
+            h.update(b"<unreadable>")
     return h.hexdigest()
+
+
+def _regular(path: Path) -> bool:
+    """A regular file, not a link (the grader runs as root: it never follows a student's links)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _read_json_capped(path: Path, cap: int):
@@ -82,7 +100,7 @@ def _read_json_capped(path: Path, cap: int):
         if not path.is_file() or path.stat().st_size > cap:
             return None
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
@@ -110,49 +128,69 @@ class Grader:
 
     # ------------------------------------------------------------------ one sandboxed run
     def _run(self, canonical_nb, workdir: Path, extra_files: list[Path] = ()):
+        """Execute in the sandbox; return (sandbox result, executed cells by index or None, records)."""
         if workdir.exists():
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
-        for f in extra_files:
+        for f in extra_files:   # regular files only, never links, never the grader's own names
             try:
-                if f.stat().st_size <= MAX_EXTRA_FILE_BYTES:
-                    shutil.copy2(f, workdir / f.name)
+                st = os.lstat(f)
+                if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_EXTRA_FILE_BYTES \
+                        and f.name not in RESERVED_NAMES:
+                    shutil.copyfile(f, workdir / f.name, follow_symlinks=False)
             except OSError:
                 pass
-        payload = nbformat.writes(sandbox_notebook(canonical_nb)).encode()
+        key = secrets.token_bytes(32)
+        payload = key.hex().encode() + b"\n" + nbformat.writes(sandbox_notebook(canonical_nb)).encode()
         env = {"LLMCOURSE_RECORD": "/sandbox/records.jsonl", "NBGRADER_EXECUTION": "autograde",
                "LLMCOURSE_CELL_TIMEOUT": str(self.limits.cell_timeout_s),
                "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
-        res = sandbox.run(workdir, [sys.executable, "-m", "llmcourse.sandbox_runner"], self.limits,
-                          env=env, stdin_bytes=payload)
-        executed = _read_json_capped(workdir / "out.ipynb", self.limits.file_mb * 1024 * 1024)
-        cells = None
-        if isinstance(executed, dict) and isinstance(executed.get("cells"), list) \
-                and len(executed["cells"]) == len(canonical_nb.cells):
-            cells = executed["cells"]
-        rec_path = workdir / "records.jsonl"
-        records = {}
-        if rec_path.is_file() and rec_path.stat().st_size <= MAX_RECORD_BYTES:
-            records = load_records(rec_path)
-        return res, cells, records
+        try:
+            res = sandbox.run(workdir, [sys.executable, "-m", "llmcourse.sandbox_runner"], self.limits,
+                              env=env, stdin_bytes=payload)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        cells: list = [None] * len(canonical_nb.cells)
+        record_text = []
+        seen_any = False
+        for line in res.lines or []:
+            mac, _, body = line.rstrip(b"\n").partition(b" ")
+            if not hmac.compare_digest(mac, hmac.new(key, body, hashlib.sha256).hexdigest().encode()):
+                continue  # not from the runner: forged by student code, or broken
+            try:
+                msg = json.loads(body)
+                idx = int(msg["index"])
+                outputs = [o for o in msg.get("outputs", []) if isinstance(o, dict)][:50]
+                seconds = float(msg.get("seconds", 0))
+                rec = str(msg.get("records", ""))
+            except (ValueError, KeyError, TypeError, RecursionError):
+                continue
+            if 0 <= idx < len(cells) and canonical_nb.cells[idx].cell_type == "code":
+                cells[idx] = {"cell_type": "code", "outputs": outputs, "metadata": {"llmcourse_seconds": seconds}}
+                record_text.append(rec)
+                seen_any = True
+        records = parse_records("".join(record_text)) if seen_any else {}
+        return res, (cells if seen_any else None), records
 
     # ------------------------------------------------------------------ reference
     def reference_records(self, nb_path: Path) -> dict:
         src = nbformat.read(str(nb_path), 4)
         key = hashlib.sha256((nbformat.writes(src) + GRADER_VERSION).encode()).hexdigest()[:16]
-        cache = self.state / "reference" / f"{nb_path.stem}-{key}.jsonl"
+        cache = self.state / "reference" / f"{nb_path.stem}-{key}.json"
         if cache.is_file():
-            return load_records(cache)
+            return json.loads(cache.read_text())
         res, cells, records = self._run(src, self.state / "reference" / f"run-{nb_path.stem}")
         problems = []
         if cells is None:
-            problems.append(f"the run produced no notebook ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
+            problems.append(f"the run produced no results ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
         else:
             for c, ran in zip(src.cells, cells):
                 if is_test_cell(c):
-                    err = next((o for o in ran.get("outputs", []) if o.get("output_type") == "error"), None)
                     gid = meta(c)["grade_id"]
-                    if err:
+                    err = next((o for o in (ran or {}).get("outputs", []) if o.get("output_type") == "error"), None)
+                    if ran is None:
+                        problems.append(f"{gid}: not executed")
+                    elif err:
                         problems.append(f"{gid}: {err.get('ename')}: {err.get('evalue')}")
                     elif not any(n.startswith(gid + "/") for n in records):
                         problems.append(f"{gid}: recorded no checks")
@@ -160,7 +198,7 @@ class Grader:
             raise GraderError(f"the reference solution of {self.assignment}/{nb_path.name} does not pass in the "
                               f"sandbox: " + "; ".join(problems[:5]))
         cache.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.state / "reference" / f"run-{nb_path.stem}" / "records.jsonl", cache)
+        cache.write_text(json.dumps(records))
         return records
 
     # ------------------------------------------------------------------ one submission
@@ -180,13 +218,16 @@ class Grader:
         if staged.exists():
             shutil.rmtree(staged)
         staged.mkdir(parents=True)
-        present = sorted(p for p in sub_dir.glob("*.ipynb") if p.is_file())
+        links = sorted(p.name for p in sub_dir.iterdir() if p.is_symlink())
+        if links:
+            outcome.flags.append(f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
+        present = sorted(p for p in sub_dir.glob("*.ipynb") if _regular(p))
         expected_names = {nb.name for nb in self.notebooks}
-        extras = [p for p in sub_dir.iterdir() if p.is_file() and p.suffix != ".ipynb"
+        extras = [p for p in sub_dir.iterdir() if _regular(p) and p.suffix != ".ipynb"
                   and p.name != "timestamp.txt" and not p.name.startswith(".")]
         for nb_path in self.notebooks:
             sub_nb = sub_dir / nb_path.name
-            if not sub_nb.is_file():
+            if not _regular(sub_nb):
                 others = [p for p in present if p.name not in expected_names]
                 if len(self.notebooks) == 1 and len(others) == 1:
                     outcome.flags.append(f"notebook renamed to {others[0].name!r}; graded as {nb_path.name}")
@@ -217,7 +258,7 @@ class Grader:
             graded_nb = self._merge(canon.nb, cells, verdicts)
             nbformat.write(graded_nb, str(staged / nb_path.name))
         ts = sub_dir / "timestamp.txt"
-        if ts.is_file() and ts.stat().st_size < 1000:
+        if _regular(ts) and ts.stat().st_size < 1000:
             shutil.copy2(ts, staged / "timestamp.txt")
         with self._nbgrader_lock:  # SQLite: one writer at a time
             env = dict(self.env, LLMCOURSE_PRE_EXECUTED="1")
@@ -235,33 +276,57 @@ class Grader:
 
     @staticmethod
     def _merge(canonical_nb, cells, verdicts):
-        """The notebook nbgrader records: course sources, sandbox outputs, trusted test verdicts."""
+        """The notebook nbgrader records: course sources, trusted test verdicts, safe outputs.
+
+        Outputs of the student's own cells are dropped (student code can see the hidden tests
+        being sent to its kernel and could print them), outputs of the course's locked cells
+        are kept only as plain text or images and only if they quote no hidden-test text.
+        """
         nb = nbformat.from_dict(json.loads(json.dumps(canonical_nb)))
         by_id = {v.grade_id: v for v in verdicts}
+        secrets_ = hidden_secrets(canonical_nb)
+
+        def clean(o) -> bool:
+            text = json.dumps(o.get("text", "")) + json.dumps(o.get("data", {}).get("text/plain", ""))
+            return not any(sec in text for sec in secrets_)
+
         for i, c in enumerate(nb.cells):
             if c.cell_type != "code":
                 continue
             ran = cells[i] if cells is not None else None
             outputs = []
-            if ran is not None:
-                for o in ran.get("outputs", [])[:50]:
-                    try:
-                        outputs.append(nbformat.from_dict(o))
-                    except Exception:
-                        pass
+            for o in (ran or {}).get("outputs", [])[:50]:
+                try:
+                    outputs.append(nbformat.from_dict(o))
+                except Exception:
+                    pass
             gid = meta(c).get("grade_id")
+            c.execution_count = None
             if is_test_cell(c):
                 v = by_id[gid]
                 text = "".join(o.get("text", "") for o in outputs
-                               if o.get("output_type") == "stream" and o.get("name") == "stdout")[:4000]
+                               if o.get("output_type") == "stream" and o.get("name") == "stdout" and clean(o))[:4000]
                 c.outputs = [new_output("stream", name="stdout", text=text)] if text else []
                 if not v.passed:
                     ename, _, evalue = (v.reason or "Failed: the test did not pass").partition(": ")
                     c.outputs.append(new_output("error", ename=ename or "Failed", evalue=evalue,
                                                 traceback=[f"{ename}: {evalue}"]))
+            elif meta(c).get("locked") and not meta(c).get("solution"):
+                keep = []
+                for o in outputs:
+                    kind = o.get("output_type")
+                    if kind == "stream" and clean(o):
+                        keep.append(o)
+                    elif kind in ("display_data", "execute_result"):
+                        data = {k: v for k, v in o.get("data", {}).items() if k in ("image/png", "text/plain")}
+                        if data and clean(o):
+                            keep.append(new_output("display_data", data=data))
+                    elif kind == "error":
+                        keep.append(new_output("error", ename=str(o.get("ename", "Error"))[:100],
+                                               evalue=str(o.get("evalue", ""))[:300], traceback=[]))
+                c.outputs = keep
             else:
-                c.outputs = outputs
-            c.execution_count = None
+                c.outputs = []
         return nb
 
     # ------------------------------------------------------------------ the batch

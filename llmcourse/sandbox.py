@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, fields
@@ -42,6 +43,9 @@ class Limits:
     nofile: int = 1024         # open file descriptors per process
     cell_timeout_s: int = 60   # one cell; then interrupt, then restart the kernel if it ignores that
     cell_output_kb: int = 256  # output kept per cell; the rest is dropped with a note
+    disk_mb: int = 512         # the work folder is a tmpfs of this size (it also counts as memory)
+    cpu_cores: float = 1.0     # CPU share of the whole sandbox (cgroup cfs quota)
+    result_mb: int = 48        # results read back from the sandbox at most
 
     @classmethod
     def from_env(cls, **overrides) -> "Limits":
@@ -76,6 +80,7 @@ class Result:
     timed_out: bool
     oom_killed: bool
     stderr_tail: str
+    lines: list = None         # the runner's stdout, line by line (capped at Limits.result_mb)
 
 
 class _Cgroup:
@@ -83,8 +88,18 @@ class _Cgroup:
         self.name = f"llmcourse-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.mem = CGROUP_ROOT / "memory" / self.name
         self.pids = CGROUP_ROOT / "pids" / self.name
+        self.cpu = CGROUP_ROOT / "cpu" / self.name
         self.mem.mkdir()
         self.pids.mkdir()
+        if (CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").exists():
+            try:
+                self.cpu.mkdir()
+                period = int((self.cpu / "cpu.cfs_period_us").read_text())
+                (self.cpu / "cpu.cfs_quota_us").write_text(str(max(1000, int(period * limits.cpu_cores))))
+            except OSError:
+                self.cpu = None
+        else:
+            self.cpu = None
         (self.mem / "memory.limit_in_bytes").write_text(str(limits.memory_mb * 1024 * 1024))
         swap = self.mem / "memory.memsw.limit_in_bytes"
         if swap.exists():
@@ -95,7 +110,8 @@ class _Cgroup:
         (self.pids / "pids.max").write_text(str(limits.pids))
 
     def procs_files(self):
-        return [self.mem / "cgroup.procs", self.pids / "cgroup.procs"]
+        files = [self.mem / "cgroup.procs", self.pids / "cgroup.procs"]
+        return files + ([self.cpu / "cgroup.procs"] if self.cpu else [])
 
     def oom_killed(self) -> bool:
         try:
@@ -112,7 +128,7 @@ class _Cgroup:
 
     def remove(self) -> None:
         self.kill_all()
-        for d in (self.mem, self.pids):
+        for d in [self.mem, self.pids] + ([self.cpu] if self.cpu else []):
             for _ in range(40):
                 try:
                     d.rmdir()
@@ -155,7 +171,7 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_cgroups() -> int:
     """Kill and remove cgroups left by a grader that died (their names carry its PID)."""
     removed = 0
-    for ctrl in ("memory", "pids"):
+    for ctrl in ("memory", "pids", "cpu"):
         for d in (CGROUP_ROOT / ctrl).glob("llmcourse-*"):
             parts = d.name.split("-")
             owner = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
@@ -179,7 +195,7 @@ def _python_runtime() -> list[Path]:
     return sorted(paths)
 
 
-def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str]) -> list[str]:
+def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str], disk_mb: int = 512) -> list[str]:
     cmd = ["bwrap", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
@@ -197,7 +213,9 @@ def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str]) -> list[s
             cmd += ["--ro-bind", f, f]
     for p in _python_runtime():
         cmd += ["--ro-bind", str(p), str(p)]
-    cmd += ["--bind", str(workdir), "/sandbox", "--chdir", "/sandbox", "--clearenv"]
+    # the work folder: a tmpfs of bounded size; the submission's files are read-only under .input
+    cmd += ["--size", str(disk_mb * 1024 * 1024), "--tmpfs", "/sandbox",
+            "--ro-bind", str(workdir), "/sandbox/.input", "--chdir", "/sandbox", "--clearenv"]
     for k, v in env.items():
         cmd += ["--setenv", k, v]
     return cmd + ["--"] + argv
@@ -235,17 +253,44 @@ def run(workdir: Path, argv: list[str], limits: Limits, env: dict[str, str] | No
     start = time.perf_counter()
     timed_out = False
     err_path = workdir.parent / (workdir.name + ".stderr")
+    lines: list[bytes] = []
+
+    def read_lines(stream, max_line: int = 8 << 20):
+        budget = limits.result_mb * 1024 * 1024
+        partial, too_long = b"", False
+        for piece in iter(lambda: stream.readline(1 << 20), b""):
+            if not piece.endswith(b"\n"):      # a long line arrives in pieces
+                too_long = too_long or len(partial) + len(piece) > max_line
+                partial = b"" if too_long else partial + piece
+                continue
+            line, partial = partial + piece, b""
+            if too_long:                          # drop the whole over-long line
+                too_long = False
+                continue
+            budget -= len(line)
+            if budget >= 0:                       # past the budget: keep draining, store nothing
+                lines.append(line)
+
     try:
         with open(err_path, "wb") as err:
-            proc = subprocess.Popen(bwrap_command(workdir, argv, base_env), stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=err, preexec_fn=preexec, close_fds=True)
+            proc = subprocess.Popen(bwrap_command(workdir, argv, base_env, limits.disk_mb), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=err, preexec_fn=preexec, close_fds=True)
+            reader = threading.Thread(target=read_lines, args=(proc.stdout,), daemon=True)
+            reader.start()
             try:
-                proc.communicate(input=stdin_bytes, timeout=limits.wall_s)
+                if stdin_bytes:
+                    proc.stdin.write(stdin_bytes)
+                proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                proc.wait(timeout=limits.wall_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 cg.kill_all()
                 proc.kill()
                 proc.wait()
+            reader.join(timeout=10)
         rc = proc.returncode
         oom = cg.oom_killed()
     finally:
@@ -258,4 +303,4 @@ def run(workdir: Path, argv: list[str], limits: Limits, env: dict[str, str] | No
     except OSError:
         tail = ""
     return Result(returncode=rc, wall_s=time.perf_counter() - start, timed_out=timed_out,
-                  oom_killed=oom, stderr_tail=tail)
+                  oom_killed=oom, stderr_tail=tail, lines=lines)

@@ -1,21 +1,31 @@
 """Executes one notebook inside the grading sandbox (python -m llmcourse.sandbox_runner).
 
-Reads the notebook JSON from stdin (so it never lies in the submission's folder), runs
-every code cell in a fresh kernel, and writes the executed notebook to /sandbox/out.ipynb
-after each cell (so a run killed at the wall-time limit still has its finished cells).
+Protocol with the grader (llmcourse.grader):
+  stdin : one line with a hex key, then the notebook JSON;
+  stdout: after every code cell, one line ``<hmac-sha256 hex> <json>`` with the cell's index,
+          its (capped) outputs, its run time and the check records the kernel wrote meanwhile.
+The key never leaves this process (made non-dumpable, so the student's kernel cannot read
+its memory or file descriptors), and the kernel's own stdout/stderr go to /dev/null: a line
+the kernel forges fails the HMAC and is dropped. Nothing is written where the kernel could
+read it back except the records file the checks append to.
 
 Survives what student cells do to their own kernel: a cell past the time limit is
 interrupted; if the kernel ignores the interrupt (a cell that swallows KeyboardInterrupt)
-or dies (sys.exit in a thread, os._exit, a memory bomb killed by the cgroup, killing
-itself), every other process in the sandbox is killed, a fresh kernel is started, the
-cells that ran before are replayed, the offending cell is marked with an error, and
-grading goes on. Output beyond a per-cell budget is dropped with a note.
+or dies (os._exit, a memory bomb killed by the cgroup, killing itself), every other
+process in the sandbox is killed, a fresh kernel is started, the cells that ran before
+(except test cells and the offending ones) are replayed, the offending cell is marked
+with an error, and grading goes on. Output beyond a per-cell budget is dropped with a note.
 """
 from __future__ import annotations
 
+import ctypes
+import hashlib
+import hmac
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -24,7 +34,10 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbformat.v4 import new_output
 
-OUT = os.environ.get("LLMCOURSE_RUNNER_OUT", "/sandbox/out.ipynb")
+WORK = os.environ.get("LLMCOURSE_RUNNER_WORK", "/sandbox")
+INPUT = os.path.join(WORK, ".input")
+RECORDS = os.path.join(WORK, "records.jsonl")
+MAX_RECORD_BYTES_PER_CELL = 4 * 1024 * 1024
 
 
 class CappedClient(NotebookClient):
@@ -63,26 +76,75 @@ def _kill_others() -> None:
                 pass
 
 
-def _save(nb) -> None:
-    tmp = OUT + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        nbformat.write(nb, fh)
-    os.replace(tmp, OUT)
+def _not_dumpable() -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except Exception:
+        pass
+
+
+def _prepare_workdir() -> None:
+    """Copy the submission's own regular files from the read-only input folder; no records yet."""
+    if os.path.isdir(INPUT):
+        for name in os.listdir(INPUT):
+            src = os.path.join(INPUT, name)
+            if os.path.isfile(src) and not os.path.islink(src):
+                try:
+                    shutil.copyfile(src, os.path.join(WORK, name))
+                except OSError:
+                    pass
+    for name in ("records.jsonl",):
+        try:
+            os.remove(os.path.join(WORK, name))
+        except OSError:
+            pass
+
+
+class Emitter:
+    def __init__(self, key: bytes):
+        self.key = key
+        self.out = os.fdopen(os.dup(1), "wb", buffering=0)
+        self.records_pos = 0
+
+    def new_records(self) -> str:
+        try:
+            with open(RECORDS, "rb") as fh:
+                fh.seek(self.records_pos)
+                data = fh.read(MAX_RECORD_BYTES_PER_CELL)
+                self.records_pos = fh.tell()
+            return data.decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def emit(self, payload: dict) -> None:
+        body = json.dumps(payload, default=str).encode()
+        mac = hmac.new(self.key, body, hashlib.sha256).hexdigest().encode()
+        self.out.write(mac + b" " + body + b"\n")
 
 
 def main() -> int:
     if os.environ.get("LLMCOURSE_RUNNER_DEBUG"):
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    _not_dumpable()
+    key = bytes.fromhex(sys.stdin.readline().strip())
     nb = nbformat.reads(sys.stdin.read(), as_version=4)
+    emitter = Emitter(key)
+    # nothing but the emitter may write to the grader's pipe
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    _prepare_workdir()
+
     cell_timeout = int(os.environ.get("LLMCOURSE_CELL_TIMEOUT", "60"))
     client = CappedClient(nb, kernel_name="python3", timeout=cell_timeout, interrupt_on_timeout=True,
                           raise_on_iopub_timeout=False, allow_errors=True, iopub_timeout=4,
                           startup_timeout=120, record_timing=False,
                           error_on_timeout={"ename": "CellTimeoutError",
                                             "evalue": f"cell ran past the {cell_timeout} s limit and was interrupted",
-                                            "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s limit"]})
+                                            "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s limit"]},
+                          resources={"metadata": {"path": WORK}})
     client.max_cell_output = int(os.environ.get("LLMCOURSE_CELL_OUTPUT_KB", "256")) * 1024
+    kernel_io = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     last_reply: dict = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: last_reply.update(reply=execute_reply)
     ran: list[int] = []
@@ -105,7 +167,7 @@ def main() -> int:
         client.km = None
         client.kc = None
         client.create_kernel_manager()
-        client.start_new_kernel()
+        client.start_new_kernel(**kernel_io)
         client.start_new_kernel_client()
         for j in ran:  # replay the cells that ran before (not test cells), quietly
             if j in bad or nb.cells[j].get("metadata", {}).get("nbgrader", {}).get("grade"):
@@ -132,7 +194,7 @@ def main() -> int:
         finally:
             client.timeout = saved
 
-    with client.setup_kernel():
+    with client.setup_kernel(**kernel_io):
         for i, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
                 continue
@@ -144,7 +206,6 @@ def main() -> int:
                     bad.add(i)
                     _error(cell, "CellTimeoutError", f"the cell ran past the {cell_timeout} s limit and was interrupted")
                     if not responsive():
-                        bad.add(i)
                         _error(cell, "KernelRestarted", "the kernel ignored the interrupt; a fresh kernel was "
                                                         "started and the cells before this one were run again")
                         fresh_kernel()
@@ -160,10 +221,9 @@ def main() -> int:
                     fresh_kernel()
                 except Exception:
                     pass
-            cell.metadata["llmcourse_seconds"] = round(time.perf_counter() - t0, 3)
             ran.append(i)
-            _save(nb)
-    _save(nb)
+            emitter.emit({"index": i, "seconds": round(time.perf_counter() - t0, 3),
+                          "outputs": cell.get("outputs", []), "records": emitter.new_records()})
     return 0
 
 

