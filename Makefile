@@ -12,8 +12,9 @@ BUILD ?= build
 # A GPU runner sets this to PyTorch's CUDA wheel index so that the same torch
 # version is installed as a CUDA build (see README, "GPU runner").
 TORCH_INDEX_URL ?=
-# Debian packages the test suite needs (installed by `make sysdeps` when root with apt).
-SYSTEM_PACKAGES ?= bubblewrap
+# Debian packages the test suite needs (installed by `make sysdeps` when root with apt):
+# bubblewrap for the grading sandbox, chromium for the browser tests (tests/test_08_browser.py).
+SYSTEM_PACKAGES ?= bubblewrap chromium
 PYTEST_ARGS ?=
 
 COURSE := $(BIN)/llmcourse

@@ -257,9 +257,12 @@ class Grader:
                     outcome.failed_checks.append(v.reason.split("[", 1)[1].split("]", 1)[0])
             graded_nb = self._merge(canon.nb, cells, verdicts)
             nbformat.write(graded_nb, str(staged / nb_path.name))
-        ts = sub_dir / "timestamp.txt"
-        if _regular(ts) and ts.stat().st_size < 1000:
-            shutil.copy2(ts, staged / "timestamp.txt")
+        # nbgrader's own small files: the timestamp, and the exchange's submission secret
+        # (release_feedback / `make return` refuses a feedback folder without it).
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            f = sub_dir / name
+            if _regular(f) and f.stat().st_size < 1000:
+                shutil.copy2(f, staged / name)
         with self._nbgrader_lock:  # SQLite: one writer at a time
             env = dict(self.env, LLMCOURSE_PRE_EXECUTED="1")
             rel = os.path.relpath(self.state / "staged", self.root)
