@@ -98,3 +98,17 @@ def test_cli_reports_unknown_assignment(capsys):
     from llmcourse.cli import main
     assert main(["execute", "--assignment", "99_nope", "--out", "/tmp/x"]) == 2
     assert "unknown assignment" in capsys.readouterr().err
+
+
+def test_trusted_rewrite_is_safe_from_threads():
+    """The grader's workers are threads; CPython 3.11's AST constructor is not thread-safe."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import nbformat
+
+    from llmcourse.trusted import sandbox_notebook
+    nbs = [nbformat.read(str(p), 4) for p in sorted((ROOT / "source").glob("*/*.ipynb"))]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(sandbox_notebook, nbs * 4))
+    graded = [r for r, nb in zip(results, nbs * 4) if any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)]
+    assert graded and all("RECORD_ONLY" in "".join(c.source for c in r.cells) for r in graded)
