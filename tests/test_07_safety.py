@@ -340,7 +340,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
     huge = next((graded / "huge_stdout" / A).glob("*.ipynb")).stat().st_size
     assert huge < 2 * 2**20, f"the graded notebook kept {huge} bytes of output"
     assert "CONNECTED" not in outputs_text("network")
-    assert _cgroups() == cgroups_before, "cgroups were left behind"
+    assert not _cgroups() - cgroups_before, "cgroups were left behind"
     # what a spying submission captured (the hidden tests sent to its kernel) never reaches feedback
     from llmcourse.course import run_nbgrader
     from llmcourse.trusted import hidden_secrets
