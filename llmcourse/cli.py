@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from .course import (CourseError, Mutation, build_submission, cell_scores, execute_notebook, find_root,
-                     generate_release, jupyter_env, list_assignments, make_scratch_course, run_nbgrader,
+                     generate_release, list_assignments, make_scratch_course, run_nbgrader, solution_cell_ids,
                      source_notebooks, write_failure_summary)
 
 PER_ASSIGNMENT = {"release_assignment", "collect", "autograde", "generate_feedback", "release_feedback",
@@ -167,7 +167,7 @@ def cmd_export(args) -> int:
     rows = {}
     for a in list_assignments(root, graded_only=True):
         rows[a] = cell_scores(db, a)
-    _write_all_summaries(summary, rows)
+    write_failure_summary(summary, rows)
     _say(f"grades: {out}\nper-test failure summary: {summary}")
     return 0
 
@@ -175,17 +175,6 @@ def cmd_export(args) -> int:
 def _db_url(root: Path) -> str:
     import os
     return os.environ.get("LLMCOURSE_DB_URL", "sqlite:///" + str(root / "gradebook.db"))
-
-
-def _write_all_summaries(path: Path, rows: dict) -> None:
-    import csv
-    from .course import failure_summary
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["assignment", "test_cell", "students_losing_points", "students_graded"])
-        for a, scores in rows.items():
-            for gid, lost, total in failure_summary(scores):
-                w.writerow([a, gid, lost, total])
 
 
 def _load_mutants(root: Path):
@@ -228,8 +217,7 @@ def cmd_demo(args) -> int:
         kinds = {"correct": ("all", None), "blank": ("none", None)}
         for nb in source_notebooks(root, a):
             rel = course.root / "release" / a / nb.name
-            ids = [c.metadata["nbgrader"]["grade_id"] for c in __import__("nbformat").read(str(nb), 4).cells
-                   if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"]
+            ids = solution_cell_ids(nb)
             kinds["partial"] = (ids[: len(ids) // 2], None)
             for m in mutants:
                 if m.assignment == a:
@@ -241,21 +229,12 @@ def cmd_demo(args) -> int:
     n_subs = sum(len(v) for v in roster.values())
     _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
 
-    from . import sandbox
-    try:
-        sandbox.check_available()
-        sandboxed, why = True, ""
-    except sandbox.SandboxUnavailable as exc:
-        sandboxed, why = False, str(exc)
+    from .grader import grade_class
     for a in graded:
         t = time.perf_counter()
-        if sandboxed:
-            from .grader import Grader
-            Grader(course.root, a, env=course.env, progress=False).grade_all()
-        else:
-            run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+        why = grade_class(course.root, a, course.env)
         _say(f"      autograded {a}: {len(roster[a])} submissions in {time.perf_counter() - t:.1f} s "
-             f"({'sandboxed, trusted records' if sandboxed else 'stock nbgrader, NOT sandboxed: ' + why})")
+             f"({'sandboxed, trusted records' if why is None else 'stock nbgrader, NOT sandboxed: ' + why})")
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
     _say("[5/6] autograde + feedback done")
 
@@ -263,7 +242,7 @@ def cmd_demo(args) -> int:
     run_nbgrader(["export", "--to", str(grades_csv)], cwd=course.root, env=course.env)
     db = f"sqlite:///{course.db_path}"
     all_scores = {a: cell_scores(db, a) for a in graded}
-    _write_all_summaries(out / "grades_tests.csv", all_scores)
+    write_failure_summary(out / "grades_tests.csv", all_scores)
     _say(f"[6/6] exported {grades_csv} and {out / 'grades_tests.csv'}\n")
 
     caught = total_mut = 0

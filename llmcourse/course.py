@@ -75,9 +75,11 @@ def graded_cells(nb_or_path) -> list:
     return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
 
 
-def autograded_test_cells(nb) -> list:
-    return [c for c in nb.cells if c.cell_type == "code" and nbgrader_meta(c).get("grade")
-            and not nbgrader_meta(c).get("solution")]
+def solution_cell_ids(nb_or_path) -> list[str]:
+    """Grade ids of the code cells a student fills in, in notebook order."""
+    nb = read_nb(nb_or_path) if isinstance(nb_or_path, (str, Path)) else nb_or_path
+    return [nbgrader_meta(c)["grade_id"] for c in nb.cells
+            if c.cell_type == "code" and nbgrader_meta(c).get("solution")]
 
 
 # --------------------------------------------------------------------------
@@ -282,12 +284,14 @@ def failure_summary(scores: dict[str, dict[str, dict]]) -> list[tuple[str, int, 
     return [(gid, lost, total) for gid, (lost, total) in sorted(counts.items())]
 
 
-def write_failure_summary(path: Path, assignment: str, scores) -> None:
+def write_failure_summary(path: Path, scores_by_assignment: dict) -> None:
+    """CSV of failure_summary for {assignment: cell_scores(...)}."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["assignment", "test_cell", "students_losing_points", "students_graded"])
-        for gid, lost, total in failure_summary(scores):
-            w.writerow([assignment, gid, lost, total])
+        for assignment, scores in scores_by_assignment.items():
+            for gid, lost, total in failure_summary(scores):
+                w.writerow([assignment, gid, lost, total])
 
 
 def copy_nb_without_outputs(nb):

@@ -104,6 +104,21 @@ def _read_json_capped(path: Path, cap: int):
         return None
 
 
+def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None) -> str | None:
+    """Grade every submission: sandboxed when this machine can, else with stock nbgrader.
+
+    Returns None when sandboxed, else the reason the sandbox is unavailable. For tests and
+    the demo; `make autograde` refuses the stock path unless told UNSAFE=1.
+    """
+    try:
+        sandbox.check_available()
+    except sandbox.SandboxUnavailable as exc:
+        run_nbgrader(["autograde", assignment, "--force"], cwd=root, env=env)
+        return str(exc)
+    Grader(root, assignment, workers=workers, env=env, progress=False).grade_all()
+    return None
+
+
 class Grader:
     def __init__(self, root: Path, assignment: str, workers: int | None = None,
                  limits: sandbox.Limits | None = None, env: dict | None = None, progress: bool = True):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import nbformat
 
-from .checks import NOT_REACHED, compare_entries, load_records
+from .checks import NOT_REACHED, compare_entries
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024
 VALUE_CHECKS = {"check_close", "check_equal"}

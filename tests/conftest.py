@@ -52,35 +52,26 @@ class GradedCourse:
 @pytest.fixture(scope="session")
 def graded_course(tmp_path_factory) -> GradedCourse:
     """A scratch course: release generated, correct/blank/partial submissions autograded, feedback made."""
-    import nbformat
     from llmcourse.course import (build_submission, cell_scores, generate_release, list_assignments,
-                                  make_scratch_course, run_nbgrader, source_notebooks)
+                                  make_scratch_course, run_nbgrader, solution_cell_ids, source_notebooks)
 
-    from llmcourse import sandbox
-    from llmcourse.grader import Grader
-    try:
-        sandbox.check_available()
-        sandboxed = True
-    except sandbox.SandboxUnavailable:
-        sandboxed = False
+    from llmcourse.grader import grade_class
     graded = list_assignments(ROOT, graded_only=True)
     only = os.environ.get("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
     if only:
         graded = [a for a in graded if a in only.replace(",", " ").split()]
     course = make_scratch_course(tmp_path_factory.mktemp("course") / "course", ROOT, graded)
     students = ["correct", "blank", "partial"]
+    sandboxed = True
     for a in graded:
         generate_release(course.root, a, course.env)
         for nb in source_notebooks(ROOT, a):
             rel = course.root / "release" / a / nb.name
-            ids = [c.metadata["nbgrader"]["grade_id"] for c in nbformat.read(str(nb), 4).cells
-                   if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+            ids = solution_cell_ids(nb)
             for student, fill in (("correct", "all"), ("blank", "none"), ("partial", ids[: len(ids) // 2])):
                 build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill)
-        if sandboxed:  # the course's grader (what `make autograde` runs)
-            Grader(course.root, a, workers=2, env=course.env, progress=False).grade_all()
-        else:          # stock nbgrader (`make autograde UNSAFE=1`)
-            run_nbgrader(["autograde", a, "--force"], cwd=course.root, env=course.env)
+        # the course's grader (what `make autograde` runs), or stock nbgrader without a sandbox
+        sandboxed &= grade_class(course.root, a, course.env, workers=2) is None
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
     db = f"sqlite:///{course.db_path}"
     return GradedCourse(root=course.root, env=course.env, db_url=db, assignments=graded,

@@ -1,7 +1,6 @@
 """3. Execution: every source notebook runs headless with papermill at smoke size; all its tests pass."""
 from __future__ import annotations
 
-import os
 
 import pytest
 

@@ -353,8 +353,6 @@ def test_instructor_grades_in_formgrader_and_releases_feedback(lab):
 
 # ---------------------------------------------------------------------------------- student again
 def test_student_fetches_feedback_without_hidden_tests(lab):
-    from playwright.sync_api import expect
-
     require_done(lab, "instructor")
     page = lab.student_page
     tab(page, "Assignments").first.click()
