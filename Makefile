@@ -13,8 +13,9 @@ BUILD ?= build
 # version is installed as a CUDA build (see README, "GPU runner").
 TORCH_INDEX_URL ?=
 # Debian packages the test suite needs (installed by `make sysdeps` when root with apt):
-# bubblewrap for the grading sandbox, chromium for the browser tests (tests/test_08_browser.py).
-SYSTEM_PACKAGES ?= bubblewrap chromium
+# bubblewrap for the grading sandbox, chromium for the browser tests (tests/test_08_browser.py),
+# postgresql for the PostgreSQL gradebook tests (tests/test_09_scale.py starts its own server).
+SYSTEM_PACKAGES ?= bubblewrap chromium postgresql
 PYTEST_ARGS ?=
 
 COURSE := $(BIN)/llmcourse
@@ -22,7 +23,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install sysdeps notebooks release publish collect execute validate autograde \
-        feedback return solutions export lab clean demo test
+        feedback return solutions export lab clean demo test benchmark
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -72,8 +73,13 @@ execute: $(STAMP) ## run source notebooks with papermill into build/executed (PR
 validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)
 	$(COURSE) validate --assignment $(ASSIGNMENT)
 
-autograde: $(STAMP) sysdeps ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, UNSAFE=1)
-	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) $(if $(UNSAFE),--unsafe)
+autograde: $(STAMP) sysdeps ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, UNSAFE=1)
+	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe)
+
+benchmark: $(STAMP) sysdeps ## stock nbgrader vs the course's grader on N submissions (N=40, BENCH_ASSIGNMENT=01_chain_rule)
+	$(BIN)/python scripts/benchmark_grading.py --assignment $(or $(BENCH_ASSIGNMENT),01_chain_rule) \
+	  --submissions $(or $(N),40) --out $(BUILD)/benchmark
 
 feedback: $(STAMP) ## feedback HTML (hidden tests never shown) into feedback/
 	$(COURSE) nbgrader generate_feedback --assignment $(ASSIGNMENT)

@@ -3,6 +3,8 @@
     llmcourse release   [--assignment ID|all]                 nbgrader generate_assignment into release/
     llmcourse execute   [--assignment] [--profile] [--device] [--out DIR]   papermill, never writes into source/
     llmcourse validate  [--assignment]                        nbgrader validate the source notebooks
+    llmcourse grade     [--assignment] [--workers N] [--engine dask|threads] [--scheduler ADDR] [--students]
+                                                              sandboxed autograding (llmcourse.grader)
     llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
@@ -106,7 +108,7 @@ def cmd_grade(args) -> int:
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
-        g = Grader(root, a, workers=args.workers)
+        g = Grader(root, a, workers=args.workers, engine=args.engine, scheduler=args.scheduler or None)
         t0 = time.perf_counter()
         outcomes = g.grade_all(only=only or None)
         secs = time.perf_counter() - t0
@@ -298,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
     nbg.set_defaults(func=cmd_nbgrader)
     gr = with_assignment(sub.add_parser("grade"))
     gr.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU cores)")
+    gr.add_argument("--engine", default="dask", choices=["dask", "threads"],
+                    help="dask: one task per submission on a Dask cluster (default); threads: in this process")
+    gr.add_argument("--scheduler", default="", help="address of a running Dask scheduler (tcp://host:8786); "
+                    "default: a LocalCluster of --workers processes on this machine")
     gr.add_argument("--students", default="", help="only these students (comma-separated)")
     gr.add_argument("--unsafe", action="store_true", help="no sandbox available: fall back to stock nbgrader")
     gr.set_defaults(func=cmd_grade)

@@ -9,9 +9,17 @@ For each submission ``submitted/<student>/<assignment>/``:
 3. trusted: compare the records with the reference solution's (run the same way, once per
    assignment, cached), decide every test cell, flag cells whose in-kernel and trusted
    verdicts disagree;
-4. nbgrader: hand the decided, already executed notebook to ``nbgrader autograde`` (with
+4. nbgrader: hand the decided, already executed notebook to nbgrader's autograde (with
    execution switched off, LLMCOURSE_PRE_EXECUTED=1) so the gradebook, formgrader, feedback
-   and export work as usual.
+   and export work as usual (llmcourse.gradebook: a long-lived writer process per grading
+   process; SQLite writes take turns, PostgreSQL writes run concurrently).
+
+Steps 1-2 and 3-4 are two tasks per submission (``execute`` and ``finish``) on a Dask
+distributed cluster (``engine="dask"``, the default): a LocalCluster of ``workers`` processes
+on this machine, or any running scheduler (``scheduler="tcp://host:8786"``) whose workers see
+the same course folder and gradebook. The reference solution runs in this process while the
+cluster starts and the first submissions run. ``engine="threads"`` runs ``grade_one`` per
+submission in a thread pool inside this process instead.
 
 State lives in ``<course>/.grader/<assignment>/`` (never visible inside a sandbox): a
 submission is re-graded only if its files changed or its state is missing, so a batch
@@ -24,10 +32,12 @@ import csv
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import shutil
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -35,18 +45,22 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_output
+from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
 
-from . import sandbox
-from .checks import parse_records
-from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks
-from .trusted import Canonical, canonical_notebook, decide, hidden_secrets, is_test_cell, meta, sandbox_notebook
+import nbformat  # noqa: E402
+from nbformat.v4 import new_output  # noqa: E402
+
+from . import sandbox  # noqa: E402
+from .checks import parse_records  # noqa: E402
+from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks  # noqa: E402
+from .gradebook import Writer, check_gradebook, db_url  # noqa: E402
+from .trusted import Canonical, canonical_notebook, decide, hidden_secrets, is_test_cell, meta, sandbox_notebook  # noqa: E402
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
 MAX_EXTRA_FILE_BYTES = 20 * 1024 * 1024
 RESERVED_NAMES = {"records.jsonl", ".input", "timestamp.txt"}
 GRADER_VERSION = "2"
+ENGINES = ("dask", "threads")
 
 
 class GraderError(CourseError):
@@ -65,6 +79,8 @@ class Outcome:
     failed_checks: list[str] = field(default_factory=list)
     cells: dict = field(default_factory=dict)   # grade_id -> {"points", "passed", "reason"}
     resumed: bool = False
+    run_seconds: float = 0.0      # in the sandbox (kernel start and cells)
+    record_seconds: float = 0.0   # recording in the gradebook
 
 
 def _hash_files(folder: Path) -> str:
@@ -104,7 +120,8 @@ def _read_json_capped(path: Path, cap: int):
         return None
 
 
-def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None) -> str | None:
+def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None,
+                engine: str = "dask") -> str | None:
     """Grade every submission: sandboxed when this machine can, else with stock nbgrader.
 
     Returns None when sandboxed, else the reason the sandbox is unavailable. For tests and
@@ -115,13 +132,27 @@ def grade_class(root: Path, assignment: str, env: dict, workers: int | None = No
     except sandbox.SandboxUnavailable as exc:
         run_nbgrader(["autograde", assignment, "--force"], cwd=root, env=env)
         return str(exc)
-    Grader(root, assignment, workers=workers, env=env, progress=False).grade_all()
+    Grader(root, assignment, workers=workers, env=env, progress=False, engine=engine).grade_all()
     return None
+
+
+@dataclass
+class Executed:
+    """A submission run in the sandbox and not yet decided: what a run task hands a finish task."""
+    outcome: Outcome
+    digest: str
+    runs: list          # per notebook: (name, canonical notebook, executed cells, records)
+    seconds: float
 
 
 class Grader:
     def __init__(self, root: Path, assignment: str, workers: int | None = None,
-                 limits: sandbox.Limits | None = None, env: dict | None = None, progress: bool = True):
+                 limits: sandbox.Limits | None = None, env: dict | None = None, progress: bool = True,
+                 engine: str = "dask", scheduler: str | None = None):
+        if engine not in ENGINES:
+            raise GraderError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
+        if scheduler and engine != "dask":
+            raise GraderError("a scheduler address needs engine='dask'")
         sandbox.check_available()
         sandbox.remove_stale_cgroups()
         self.root = Path(root).resolve()
@@ -130,9 +161,12 @@ class Grader:
         self.limits = limits or sandbox.Limits.from_env()
         self.env = dict(env or jupyter_env(self.root / ".grader" / ".jupyter-state"))
         self.progress = progress
+        self.engine = engine
+        self.scheduler = scheduler
         self.state = self.root / ".grader" / assignment
         self.reports = self.root / "reports" / assignment
-        self._nbgrader_lock = threading.Lock()
+        self.writer = Writer(self.root, self.env)
+        self._fonts: dict | None = None
         self.notebooks = source_notebooks(self.root, assignment)
         if not self.notebooks:
             raise GraderError(f"no source notebooks for {assignment}")
@@ -162,7 +196,7 @@ class Grader:
                "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
         try:
             res = sandbox.run(workdir, [sys.executable, "-m", "llmcourse.sandbox_runner"], self.limits,
-                              env=env, stdin_bytes=payload)
+                              env=env, stdin_bytes=payload, ro_files=self._font_cache())
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         cells: list = [None] * len(canonical_nb.cells)
@@ -186,6 +220,26 @@ class Grader:
                 seen_any = True
         records = parse_records("".join(record_text)) if seen_any else {}
         return res, (cells if seen_any else None), records
+
+    def _font_cache(self) -> dict:
+        """matplotlib's font list, built once, read-only in every sandbox (else each kernel
+        rebuilds it in its empty MPLCONFIGDIR: ~0.25 s per submission)."""
+        if self._fonts is None:
+            self._fonts = {}
+            d = self.root / ".grader" / "mplconfig"
+            try:
+                found = sorted(d.glob("fontlist-*.json"))
+                if not found:
+                    d.mkdir(parents=True, exist_ok=True)
+                    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], timeout=120,
+                                   env=dict(self.env, MPLCONFIGDIR=str(d)), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, check=True)
+                    found = sorted(d.glob("fontlist-*.json"))
+                if found:
+                    self._fonts = {f"/tmp/mpl/{found[-1].name}": found[-1]}
+            except (OSError, subprocess.SubprocessError):
+                pass
+        return self._fonts
 
     # ------------------------------------------------------------------ reference
     def reference_records(self, nb_path: Path) -> dict:
@@ -218,6 +272,11 @@ class Grader:
 
     # ------------------------------------------------------------------ one submission
     def grade_one(self, student: str, references: dict) -> Outcome:
+        ex = self.execute(student)
+        return ex if isinstance(ex, Outcome) else self.finish(ex, references)
+
+    def execute(self, student: str) -> "Executed | Outcome":
+        """Run a submission in the sandbox (no reference needed); an unchanged one returns its Outcome."""
         t0 = time.perf_counter()
         sub_dir = self.root / "submitted" / student / self.assignment
         digest = _hash_files(sub_dir)
@@ -228,11 +287,9 @@ class Grader:
             out = Outcome(**{k: v for k, v in prior["outcome"].items() if k in Outcome.__dataclass_fields__})
             out.resumed = True
             return out
+        self.writer.warm()   # starts while the sandbox runs
         outcome = Outcome(student=student, assignment=self.assignment)
-        staged = self.state / "staged" / student / self.assignment
-        if staged.exists():
-            shutil.rmtree(staged)
-        staged.mkdir(parents=True)
+        runs = []
         links = sorted(p.name for p in sub_dir.iterdir() if p.is_symlink())
         if links:
             outcome.flags.append(f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
@@ -256,39 +313,53 @@ class Grader:
             if canon.rejected:
                 outcome.rejected = canon.rejected
                 outcome.flags.append(f"rejected: {canon.rejected}; graded as the blank notebook")
+            t_run = time.perf_counter()
             res, cells, records = self._run(canon.nb, self.state / "runs" / student / nb_path.stem, extras)
+            outcome.run_seconds += round(time.perf_counter() - t_run, 2)
             if res.timed_out:
                 outcome.flags.append(f"the run hit the {self.limits.wall_s} s wall-time limit and was killed")
             if res.oom_killed:
                 outcome.flags.append(f"a process hit the {self.limits.memory_mb} MB memory limit and was killed")
             if cells is None:
                 outcome.flags.append("the sandboxed run left no usable notebook; every test cell scores 0")
-            verdicts = decide(canon.nb, cells, records, references[nb_path.name])
+            runs.append((nb_path.name, canon.nb, cells, records))
+        return Executed(outcome=outcome, digest=digest, runs=runs, seconds=time.perf_counter() - t0)
+
+    def finish(self, ex: "Executed", references: dict) -> Outcome:
+        """Decide the test cells against the reference, stage the notebook, record it in the gradebook."""
+        t0 = time.perf_counter()
+        outcome, student = ex.outcome, ex.outcome.student
+        sub_dir = self.root / "submitted" / student / self.assignment
+        staged = self.state / "staged" / student / self.assignment
+        if staged.exists():
+            shutil.rmtree(staged)
+        staged.mkdir(parents=True)
+        for name, canon_nb, cells, records in ex.runs:
+            verdicts = decide(canon_nb, cells, records, references[name])
             for v in verdicts:
                 outcome.cells[v.grade_id] = {"points": v.points, "passed": v.passed, "reason": v.reason}
                 if v.tampered:
                     outcome.flags.append(f"{v.grade_id}: {v.tampered}")
                 if not v.passed and v.reason.startswith("CheckFailed: ["):
                     outcome.failed_checks.append(v.reason.split("[", 1)[1].split("]", 1)[0])
-            graded_nb = self._merge(canon.nb, cells, verdicts)
-            nbformat.write(graded_nb, str(staged / nb_path.name))
+            graded_nb = self._merge(canon_nb, cells, verdicts)
+            nbformat.write(graded_nb, str(staged / name))
         # nbgrader's own small files: the timestamp, and the exchange's submission secret
         # (release_feedback / `make return` refuses a feedback folder without it).
         for name in ("timestamp.txt", "submission_secret.txt"):
             f = sub_dir / name
             if _regular(f) and f.stat().st_size < 1000:
                 shutil.copy2(f, staged / name)
-        with self._nbgrader_lock:  # SQLite: one writer at a time
-            env = dict(self.env, LLMCOURSE_PRE_EXECUTED="1")
-            rel = os.path.relpath(self.state / "staged", self.root)
-            run_nbgrader(["autograde", self.assignment, "--student", student, "--force",
-                          f"--CourseDirectory.submitted_directory={rel}"], cwd=self.root, env=env)
+        t_rec = time.perf_counter()
+        self.writer.record(self.assignment, student, os.path.relpath(self.state / "staged", self.root))
+        outcome.record_seconds = round(time.perf_counter() - t_rec, 2)
         outcome.score = sum(c["points"] for c in outcome.cells.values() if c["passed"])
         outcome.max_score = sum(c["points"] for c in outcome.cells.values())
-        outcome.seconds = round(time.perf_counter() - t0, 2)
+        outcome.seconds = round(ex.seconds + time.perf_counter() - t0, 2)
+        state_file = self.state / "done" / f"{student}.json"
         state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"hash": digest, "version": GRADER_VERSION, "outcome": asdict(outcome)}))
+        tmp.write_text(json.dumps({"hash": ex.digest, "version": GRADER_VERSION, "outcome": asdict(outcome)}))
         os.replace(tmp, state_file)
         return outcome
 
@@ -355,32 +426,81 @@ class Grader:
         return sorted(p.name for p in base.iterdir() if (p / self.assignment).is_dir())
 
     def grade_all(self, only: list[str] | None = None) -> list[Outcome]:
+        check_gradebook(db_url(self.root, self.env), self.assignment)
         students = [s for s in self.students() if not only or s in only]
-        references = {nb.name: self.reference_records(nb) for nb in self.notebooks}
         outcomes: list[Outcome] = []
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(students), desc=f"grading {self.assignment}", unit="submission")
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            futures = {pool.submit(self._safe_grade, s, references): s for s in students}
-            for fut in as_completed(futures):
-                outcomes.append(fut.result())
+        dask = _DaskSession(self.scheduler, min(self.workers, len(students))) \
+            if self.engine == "dask" and students else None
+        try:
+            run = self._run_threads(students) if dask is None else self._run_dask(dask, students)
+            for outcome in run:
+                outcomes.append(outcome)
                 if bar:
                     bar.update(1)
-        if bar:
-            bar.close()
+        finally:
+            self.writer.close()
+            if dask is not None:
+                dask.close()
+            if bar:
+                bar.close()
         outcomes.sort(key=lambda o: o.student)
         self.write_reports(outcomes)
         return outcomes
+
+    def references(self) -> dict:
+        return {nb.name: self.reference_records(nb) for nb in self.notebooks}
+
+    def _run_threads(self, students):
+        references = self.references()
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = [pool.submit(self._safe_grade, s, references) for s in students]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+    def _run_dask(self, dask: "_DaskSession", students):
+        """Two Dask tasks per submission: the sandboxed run, then (given the reference) decide + record.
+
+        The reference solution runs here while the cluster starts and the first submissions
+        run; the finish tasks go ahead of runs still queued.
+        """
+        from dask.distributed import as_completed as dask_completed
+        batch = secrets.token_hex(4)
+        args = (str(self.root), self.assignment, self.env, self.limits)
+        ref_box: dict = {}
+
+        def compute_references():
+            try:
+                ref_box["value"] = self.references()
+            except BaseException as exc:
+                ref_box["error"] = exc
+
+        ref_thread = threading.Thread(target=compute_references, daemon=True)
+        ref_thread.start()
+        client = dask.client()
+        runs = {s: client.submit(_execute_task, *args, s, key=f"run-{self.assignment}-{s}-{batch}", pure=False)
+                for s in students}
+        ref_thread.join()
+        if "error" in ref_box:
+            client.cancel(list(runs.values()))
+            raise ref_box["error"]
+        refs = client.scatter(ref_box["value"], broadcast=True)
+        futures = {client.submit(_finish_task, *args, runs[s], refs, key=f"finish-{self.assignment}-{s}-{batch}",
+                                 pure=False, priority=10): s for s in students}
+        for fut in dask_completed(futures):
+            try:
+                yield fut.result()
+            except Exception as exc:   # a worker lost while grading it (KilledWorker), ...
+                yield _error_outcome(futures[fut], self.assignment, exc)
 
     def _safe_grade(self, student, references) -> Outcome:
         try:
             return self.grade_one(student, references)
         except Exception as exc:  # one broken submission never stops the batch
-            out = Outcome(student=student, assignment=self.assignment)
-            out.flags.append(f"grader error: {type(exc).__name__}: {str(exc)[:500]}")
-            return out
+            return _error_outcome(student, self.assignment, exc)
 
     # ------------------------------------------------------------------ reports
     def write_reports(self, outcomes: list[Outcome]) -> Path:
@@ -437,3 +557,90 @@ class Grader:
             except Exception:
                 pass
         return r
+
+
+class _DaskSession:
+    """A Dask client: to the scheduler at `scheduler`, or to a LocalCluster started in the background."""
+
+    def __init__(self, scheduler: str | None, n_workers: int):
+        self.scheduler = scheduler
+        self._cluster = self._client = self._error = None
+        self._thread = None
+        if not scheduler:
+            self._thread = threading.Thread(target=self._start_local, args=(max(1, n_workers),), daemon=True)
+            self._thread.start()
+
+    def _start_local(self, n_workers: int) -> None:
+        from dask.distributed import LocalCluster
+        try:
+            # Worker processes on loopback, one task at a time each; no dashboard; Dask's
+            # memory manager off (the sandbox's cgroup limits each submission's memory).
+            self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                         host="127.0.0.1", dashboard_address=None, memory_limit=0,
+                                         silence_logs=logging.ERROR)
+        except BaseException as exc:
+            self._error = exc
+
+    def client(self):
+        from dask.distributed import Client
+        if self._client is None:
+            if self._thread is not None:
+                self._thread.join()
+                if self._error is not None:
+                    raise GraderError(f"could not start a local Dask cluster: {self._error}") from self._error
+                self._client = Client(self._cluster)
+            else:
+                try:
+                    self._client = Client(self.scheduler, timeout="30s")
+                except OSError as exc:
+                    raise GraderError(f"cannot reach the Dask scheduler at {self.scheduler}: {exc}") from None
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+        if self._thread is not None:
+            self._thread.join()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+# One Grader per worker process and course setting, so that each worker keeps its own
+# long-lived gradebook writer between tasks.
+_WORKER_GRADERS: dict = {}
+
+
+def _worker_grader(root: str, assignment: str, env: dict, limits) -> Grader:
+    key = (root, assignment, json.dumps(env, sort_keys=True), repr(limits))
+    grader = _WORKER_GRADERS.get(key)
+    if grader is None:
+        grader = _WORKER_GRADERS[key] = Grader(Path(root), assignment, workers=1, limits=limits, env=env,
+                                               progress=False, engine="threads")
+    return grader
+
+
+# The tasks Dask workers run (module level: workers import them by name). Errors become a
+# flagged Outcome, never an exception: one broken submission never stops the batch.
+
+def _execute_task(root: str, assignment: str, env: dict, limits, student: str):
+    grader = _worker_grader(root, assignment, env, limits)
+    try:
+        return grader.execute(student)
+    except Exception as exc:
+        return _error_outcome(student, assignment, exc)
+
+
+def _finish_task(root: str, assignment: str, env: dict, limits, executed, references: dict) -> Outcome:
+    if isinstance(executed, Outcome):   # unchanged since the last run, or an error
+        return executed
+    grader = _worker_grader(root, assignment, env, limits)
+    try:
+        return grader.finish(executed, references)
+    except Exception as exc:
+        return _error_outcome(executed.outcome.student, assignment, exc)
+
+
+def _error_outcome(student: str, assignment: str, exc: BaseException) -> Outcome:
+    out = Outcome(student=student, assignment=assignment)
+    out.flags.append(f"grader error: {type(exc).__name__}: {str(exc)[:500]}")
+    return out

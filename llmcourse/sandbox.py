@@ -195,7 +195,8 @@ def _python_runtime() -> list[Path]:
     return sorted(paths)
 
 
-def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str], disk_mb: int = 512) -> list[str]:
+def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str], disk_mb: int = 512,
+                  ro_files: dict[str, Path] | None = None) -> list[str]:
     cmd = ["bwrap", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "sandbox",
@@ -213,6 +214,9 @@ def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str], disk_mb: 
             cmd += ["--ro-bind", f, f]
     for p in _python_runtime():
         cmd += ["--ro-bind", str(p), str(p)]
+    for dest, src in (ro_files or {}).items():   # e.g. a prebuilt matplotlib font cache under /tmp
+        if Path(src).is_file() and not Path(src).is_symlink():
+            cmd += ["--ro-bind", str(src), dest]
     # the work folder: a tmpfs of bounded size; the submission's files are read-only under .input
     cmd += ["--size", str(disk_mb * 1024 * 1024), "--tmpfs", "/sandbox",
             "--ro-bind", str(workdir), "/sandbox/.input", "--chdir", "/sandbox", "--clearenv"]
@@ -222,7 +226,7 @@ def bwrap_command(workdir: Path, argv: list[str], env: dict[str, str], disk_mb: 
 
 
 def run(workdir: Path, argv: list[str], limits: Limits, env: dict[str, str] | None = None,
-        stdin_bytes: bytes | None = None) -> Result:
+        stdin_bytes: bytes | None = None, ro_files: dict[str, Path] | None = None) -> Result:
     """Run argv inside the sandbox with workdir mounted at /sandbox. Blocks until done or killed."""
     check_available()
     workdir = Path(workdir).resolve()
@@ -273,7 +277,7 @@ def run(workdir: Path, argv: list[str], limits: Limits, env: dict[str, str] | No
 
     try:
         with open(err_path, "wb") as err:
-            proc = subprocess.Popen(bwrap_command(workdir, argv, base_env, limits.disk_mb), stdin=subprocess.PIPE,
+            proc = subprocess.Popen(bwrap_command(workdir, argv, base_env, limits.disk_mb, ro_files), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=err, preexec_fn=preexec, close_fds=True)
             reader = threading.Thread(target=read_lines, args=(proc.stdout,), daemon=True)
             reader.start()

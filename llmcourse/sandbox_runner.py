@@ -29,10 +29,12 @@ import subprocess
 import sys
 import time
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import DeadKernelError
-from nbformat.v4 import new_output
+from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
+
+import nbformat  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from nbclient.exceptions import DeadKernelError  # noqa: E402
+from nbformat.v4 import new_output  # noqa: E402
 
 WORK = os.environ.get("LLMCOURSE_RUNNER_WORK", "/sandbox")
 INPUT = os.path.join(WORK, ".input")
@@ -138,7 +140,7 @@ def main() -> int:
     cell_timeout = int(os.environ.get("LLMCOURSE_CELL_TIMEOUT", "60"))
     client = CappedClient(nb, kernel_name="python3", timeout=cell_timeout, interrupt_on_timeout=True,
                           raise_on_iopub_timeout=False, allow_errors=True, iopub_timeout=4,
-                          startup_timeout=120, record_timing=False,
+                          startup_timeout=120, record_timing=False, shutdown_kernel="immediate",
                           error_on_timeout={"ename": "CellTimeoutError",
                                             "evalue": f"cell ran past the {cell_timeout} s limit and was interrupted",
                                             "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s limit"]},

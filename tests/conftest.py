@@ -33,6 +33,18 @@ def require_system(command: str, package: str) -> None:
     pytest.skip(msg)
 
 
+def require_sandbox() -> None:
+    """Skip when this machine cannot sandbox (not root, no cgroups); under CI that is a failure."""
+    require_system("bwrap", "bubblewrap")
+    from llmcourse import sandbox
+    try:
+        sandbox.check_available()
+    except sandbox.SandboxUnavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"sandbox unavailable under CI: {exc}")
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT

@@ -20,7 +20,8 @@ ids = lambda paths: [f"{p.parent.name}/{p.name}" for p in paths]  # noqa: E731
 
 # ---------------------------------------------------------------- pins
 def _req_pins(lines):
-    return {ln.split("==")[0].strip().lower(): ln.split("==")[1].strip()
+    """{name: version}; extras such as psycopg[binary] pin the package itself."""
+    return {ln.split("==")[0].split("[")[0].strip().lower(): ln.split("==")[1].strip()
             for ln in lines if "==" in ln and not ln.strip().startswith("#")}
 
 

@@ -21,24 +21,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import require_system
+from conftest import require_sandbox
 from nbutil import ROOT, meta
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
 CORRECT = 90.0      # all autograded points of 01
 LSE_POINTS = 10.0   # test_logsumexp
-
-
-def _sandbox_or_skip():
-    require_system("bwrap", "bubblewrap")
-    from llmcourse import sandbox
-    try:
-        sandbox.check_available()
-    except sandbox.SandboxUnavailable as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"sandbox unavailable under CI: {exc}")
-        pytest.skip(str(exc))
 
 
 def _tree_hash(path: Path) -> str:
@@ -57,7 +46,7 @@ def _tree_hash(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    _sandbox_or_skip()
+    require_sandbox()
     from llmcourse.course import build_submission, generate_release, make_scratch_course
     c = make_scratch_course(tmp_path_factory.mktemp("safety") / "course", ROOT, [A])
     generate_release(c.root, A, c.env)
@@ -424,5 +413,5 @@ def test_class_fixture_used_the_sandboxed_grader(graded_course):
     tests 4 and 6) run through the sandboxed grader, which also proves that every reference
     solution passes with its expected values stripped."""
     if not graded_course.sandboxed:
-        _sandbox_or_skip()
+        require_sandbox()
     assert graded_course.sandboxed
