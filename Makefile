@@ -12,10 +12,12 @@ BUILD ?= build
 # A GPU runner sets this to PyTorch's CUDA wheel index so that the same torch
 # version is installed as a CUDA build (see README, "GPU runner").
 TORCH_INDEX_URL ?=
-# Debian packages the test suite needs (installed by `make sysdeps` when root with apt):
-# bubblewrap for the grading sandbox, chromium for the browser tests (tests/test_08_browser.py),
-# postgresql for the PostgreSQL gradebook tests (tests/test_09_scale.py starts its own server).
-SYSTEM_PACKAGES ?= bubblewrap chromium postgresql
+# Debian packages (installed by `make sysdeps` when root with apt): grading needs bubblewrap
+# (the sandbox); the test suite also needs chromium (tests/test_08_browser.py) and postgresql
+# (tests/test_09_scale.py starts its own server). `make autograde` installs only the first.
+GRADING_PACKAGES ?= bubblewrap
+TEST_PACKAGES ?= chromium postgresql
+SYSTEM_PACKAGES ?= $(GRADING_PACKAGES) $(TEST_PACKAGES)
 PYTEST_ARGS ?=
 
 COURSE := $(BIN)/llmcourse
@@ -23,7 +25,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install sysdeps notebooks release publish collect execute validate autograde \
-        feedback return solutions export lab clean demo test benchmark
+        feedback return solutions export lab clean demo test benchmark sysdeps-grading
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -55,6 +57,9 @@ sysdeps: ## install the Debian packages the tests need (root with apt only)
 	  if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
 	else echo "note: not root with apt; tests needing $(SYSTEM_PACKAGES) will be skipped"; fi
 
+sysdeps-grading:
+	@$(MAKE) --no-print-directory sysdeps SYSTEM_PACKAGES="$(GRADING_PACKAGES)"
+
 notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
 	$(BIN)/python -m llmcourse.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
@@ -73,11 +78,11 @@ execute: $(STAMP) ## run source notebooks with papermill into build/executed (PR
 validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)
 	$(COURSE) validate --assignment $(ASSIGNMENT)
 
-autograde: $(STAMP) sysdeps ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, UNSAFE=1)
+autograde: $(STAMP) sysdeps-grading ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, UNSAFE=1)
 	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
 	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe)
 
-benchmark: $(STAMP) sysdeps ## stock nbgrader vs the course's grader on N submissions (N=40, BENCH_ASSIGNMENT=01_chain_rule)
+benchmark: $(STAMP) sysdeps-grading ## stock nbgrader vs the course's grader on N submissions (N=40, BENCH_ASSIGNMENT=01_chain_rule)
 	$(BIN)/python scripts/benchmark_grading.py --assignment $(or $(BENCH_ASSIGNMENT),01_chain_rule) \
 	  --submissions $(or $(N),40) --out $(BUILD)/benchmark
 

@@ -4,7 +4,7 @@
         url = pg.create_database("gradebook")    # postgresql://postgres@127.0.0.1:<port>/gradebook
 
 The server listens on 127.0.0.1 only, on a free port, with its data in a fresh folder under
-/tmp that is deleted on stop. PostgreSQL refuses to run as root, so as root it runs as the
+/tmp that is deleted on stop, and asks for a random password (other local users cannot log in). PostgreSQL refuses to run as root, so as root it runs as the
 ``postgres`` user that Debian's package creates. Durability is switched off (fsync=off):
 this server holds nothing worth keeping. A real course points LLMCOURSE_DB_URL at its own,
 managed PostgreSQL server instead (README, "Grading past one machine").
@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -50,6 +51,7 @@ class PostgresServer:
         self.port = port or _free_port()
         self.dir: Path | None = None
         self.user = "postgres"
+        self.password = secrets.token_hex(16)
         self._as: dict = {}
         if os.geteuid() == 0:
             try:
@@ -70,32 +72,41 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         self.dir = Path(tempfile.mkdtemp(prefix="llmcourse-pg-"))
-        if self._as:
-            os.chown(self.dir, self._as["user"], self._as["group"])
-        data, sock = self.dir / "data", self.dir / "sock"
-        self._run("initdb", "-D", str(data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-sync")
-        sock.mkdir()
-        if self._as:
-            os.chown(sock, self._as["user"], self._as["group"])
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sock} -c fsync=off "
-                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
         try:
-            self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "server.log"), "-o", opts, "-w",
-                      "-t", "60", "start")
-        except PostgresUnavailable as exc:
-            log = (self.dir / "server.log")
+            self._start()
+        except (PostgresUnavailable, subprocess.TimeoutExpired, OSError) as exc:
+            log = self.dir / "server.log"
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             self.stop()
             raise PostgresUnavailable(f"{exc}\n{tail}") from None
         return self
 
+    def _start(self) -> None:
+        if self._as:
+            os.chown(self.dir, self._as["user"], self._as["group"])
+        data, sock, pwfile = self.dir / "data", self.dir / "sock", self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if self._as:
+            os.chown(pwfile, self._as["user"], self._as["group"])
+        pwfile.chmod(0o600)
+        self._run("initdb", "-D", str(data), "-U", self.user, "-A", "scram-sha-256", f"--pwfile={pwfile}",
+                  "-E", "UTF8", "--no-sync")
+        pwfile.unlink()
+        sock.mkdir(mode=0o700)
+        if self._as:
+            os.chown(sock, self._as["user"], self._as["group"])
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {sock} -c fsync=off "
+                f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "server.log"), "-o", opts, "-w",
+                  "-t", "60", "start")
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
         import psycopg
-        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
+                             dbname="postgres", autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 

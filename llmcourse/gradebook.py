@@ -15,7 +15,11 @@ SQLite take an exclusive lock file (<course>/.grader/gradebook.lock) around each
 on PostgreSQL they write concurrently.
 
 Protocol (JSON lines): request {"assignment", "student", "submitted_directory"} on stdin,
-reply {"ok": true} or {"ok": false, "error": "..."} on the writer's original stdout.
+reply {"ok": true, "span": [start, end]} (wall-clock seconds of the write itself, lock held)
+or {"ok": false, "error": "..."} on the writer's original stdout.
+
+Nothing waits forever: a write that takes longer than WRITE_TIMEOUT_S (a stalled database,
+a stuck lock) kills that writer and fails the submission with a clear reason.
 """
 from __future__ import annotations
 
@@ -23,14 +27,19 @@ import fcntl
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its docstring)
 from .course import CourseError
+
+
+WRITE_TIMEOUT_S = float(os.environ.get("LLMCOURSE_GRADEBOOK_TIMEOUT_S", "300"))
 
 
 class GradebookError(CourseError):
@@ -92,7 +101,16 @@ def _write_lock(root: Path, url: str):
     lock = Path(root) / ".grader" / "gradebook.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise GradebookError(f"waited {WRITE_TIMEOUT_S:.0f} s for the SQLite gradebook lock "
+                                         f"({lock})") from None
+                time.sleep(0.02)
         try:
             yield
         finally:
@@ -121,8 +139,20 @@ class Writer:
             if self._proc is None or self._proc.poll() is not None:
                 self._proc = self._start()
 
-    def record(self, assignment: str, student: str, submitted_directory: str) -> None:
-        """Record student's staged submission (folder relative to the course root); raise on failure."""
+    def _reply(self, timeout: float) -> bytes:
+        """One line from the writer, or b"" when it died or took longer than timeout (then it is killed)."""
+        out = self._proc.stdout
+        ready, _, _ = select.select([out], [], [], timeout)
+        if not ready:
+            self._proc.kill()
+            raise GradebookError(f"the gradebook write took longer than {timeout:.0f} s and was stopped "
+                                 f"(LLMCOURSE_GRADEBOOK_TIMEOUT_S)")
+        return out.readline()
+
+    def record(self, assignment: str, student: str, submitted_directory: str) -> tuple[float, float]:
+        """Record student's staged submission (folder relative to the course root); raise on failure.
+
+        Returns the wall-clock span of the write itself (start, end) as the writer measured it."""
         request = json.dumps({"assignment": assignment, "student": student,
                               "submitted_directory": submitted_directory}).encode() + b"\n"
         with self._lock:
@@ -132,14 +162,18 @@ class Writer:
                 try:
                     self._proc.stdin.write(request)
                     self._proc.stdin.flush()
-                    line = self._proc.stdout.readline()
+                    line = self._reply(WRITE_TIMEOUT_S)
                 except (BrokenPipeError, OSError):
                     line = b""
+                except GradebookError:
+                    self.close()
+                    raise
                 if line:
                     reply = json.loads(line)
                     if not reply.get("ok"):
                         raise GradebookError(f"nbgrader could not record {student}: {reply.get('error')}")
-                    return
+                    start, end = reply.get("span", (0.0, 0.0))
+                    return float(start), float(end)
                 self.close()
             raise GradebookError(f"the gradebook writer died while recording {student}")
 
@@ -166,17 +200,21 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage()[:1000])
 
 
-def _record_one(assignment: str, student: str, submitted_directory: str) -> None:
+def _record_one(assignment: str, student: str, submitted_directory: str) -> tuple[float, float]:
     from nbgrader.apps.autogradeapp import AutogradeApp
     app = AutogradeApp()
     app.initialize([assignment, "--student", student, "--force", "--log-level=WARN",
                     f"--CourseDirectory.submitted_directory={submitted_directory}"])
     collect = _Collect()
     app.log.addHandler(collect)
+    start = end = time.time()
     try:
         with _write_lock(Path(app.coursedir.root), app.coursedir.db_url):
+            start = time.time()
             app.start()
+            end = time.time()
     except SystemExit as exc:
+        end = time.time()
         if exc.code not in (0, None):
             raise GradebookError("; ".join(collect.messages[-3:]) or f"nbgrader exited with {exc.code}") from None
     finally:
@@ -186,6 +224,7 @@ def _record_one(assignment: str, student: str, submitted_directory: str) -> None
     out = Path(app.coursedir.format_path(app.coursedir.autograded_directory, student, assignment))
     if not out.is_dir():
         raise GradebookError(f"nbgrader wrote no autograded folder for {student}")
+    return start, end
 
 
 def main() -> int:
@@ -194,8 +233,8 @@ def main() -> int:
     for line in sys.stdin.buffer:
         try:
             req = json.loads(line)
-            _record_one(str(req["assignment"]), str(req["student"]), str(req["submitted_directory"]))
-            reply = {"ok": True}
+            span = _record_one(str(req["assignment"]), str(req["student"]), str(req["submitted_directory"]))
+            reply = {"ok": True, "span": span}
         except Exception as exc:
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000]}
         out.write(json.dumps(reply).encode() + b"\n")

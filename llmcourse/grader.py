@@ -29,6 +29,7 @@ Reports go to ``<course>/reports/<assignment>/``.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import hmac
 import json
@@ -42,6 +43,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -53,7 +55,7 @@ from nbformat.v4 import new_output  # noqa: E402
 from . import sandbox  # noqa: E402
 from .checks import parse_records  # noqa: E402
 from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks  # noqa: E402
-from .gradebook import Writer, check_gradebook, db_url  # noqa: E402
+from .gradebook import Writer, check_gradebook, db_url, is_sqlite  # noqa: E402
 from .trusted import Canonical, canonical_notebook, decide, hidden_secrets, is_test_cell, meta, sandbox_notebook  # noqa: E402
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
@@ -81,6 +83,21 @@ class Outcome:
     resumed: bool = False
     run_seconds: float = 0.0      # in the sandbox (kernel start and cells)
     record_seconds: float = 0.0   # recording in the gradebook
+
+
+@contextmanager
+def _exclusive(path: Path, busy: str):
+    """Hold an exclusive lock file for the block, or raise GraderError(busy) at once if it is taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise GraderError(busy) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _hash_files(folder: Path) -> str:
@@ -426,7 +443,17 @@ class Grader:
         return sorted(p.name for p in base.iterdir() if (p / self.assignment).is_dir())
 
     def grade_all(self, only: list[str] | None = None) -> list[Outcome]:
-        check_gradebook(db_url(self.root, self.env), self.assignment)
+        url = db_url(self.root, self.env)
+        if self.scheduler and is_sqlite(url):
+            raise GraderError("a SQLite gradebook cannot be shared by a cluster's workers (its lock works on "
+                              "one machine only): set LLMCOURSE_DB_URL to a PostgreSQL database, or grade "
+                              "without SCHEDULER= on this machine")
+        check_gradebook(url, self.assignment)
+        with _exclusive(self.state / "grading.lock",
+                        f"another grading run of {self.assignment} is in progress in {self.root}"):
+            return self._grade_all(only)
+
+    def _grade_all(self, only: list[str] | None) -> list[Outcome]:
         students = [s for s in self.students() if not only or s in only]
         outcomes: list[Outcome] = []
         bar = None
@@ -468,8 +495,8 @@ class Grader:
         run; the finish tasks go ahead of runs still queued.
         """
         from dask.distributed import as_completed as dask_completed
-        batch = secrets.token_hex(4)
-        args = (str(self.root), self.assignment, self.env, self.limits)
+        batch = secrets.token_hex(8)
+        args = (batch, str(self.root), self.assignment, self.env, self.limits)
         ref_box: dict = {}
 
         def compute_references():
@@ -487,9 +514,11 @@ class Grader:
         if "error" in ref_box:
             client.cancel(list(runs.values()))
             raise ref_box["error"]
-        refs = client.scatter(ref_box["value"], broadcast=True)
+        # a list, not the dict: a scattered dict's keys become cluster-wide data keys
+        [refs] = client.scatter([ref_box["value"]], broadcast=True, hash=False)
         futures = {client.submit(_finish_task, *args, runs[s], refs, key=f"finish-{self.assignment}-{s}-{batch}",
                                  pure=False, priority=10): s for s in students}
+        runs.clear()   # each run's result is released once its finish task has it
         for fut in dask_completed(futures):
             try:
                 yield fut.result()
@@ -571,13 +600,15 @@ class _DaskSession:
             self._thread.start()
 
     def _start_local(self, n_workers: int) -> None:
-        from dask.distributed import LocalCluster
+        from distributed import LocalCluster, Security
         try:
             # Worker processes on loopback, one task at a time each; no dashboard; Dask's
             # memory manager off (the sandbox's cgroup limits each submission's memory).
+            # TLS with a throw-away CA: the workers run as root and unpickle what they are
+            # sent, so no other local user may talk to them.
             self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                          host="127.0.0.1", dashboard_address=None, memory_limit=0,
-                                         silence_logs=logging.ERROR)
+                                         silence_logs=logging.ERROR, security=Security.temporary())
         except BaseException as exc:
             self._error = exc
 
@@ -605,37 +636,41 @@ class _DaskSession:
             self._cluster.close()
 
 
-# One Grader per worker process and course setting, so that each worker keeps its own
-# long-lived gradebook writer between tasks.
+# One Grader per worker process and batch, so that each worker keeps its own long-lived
+# gradebook writer between the tasks of a batch. A long-lived worker (a department's
+# cluster) keeps the last two batches' graders; older ones are closed with their writers.
 _WORKER_GRADERS: dict = {}
+_WORKER_GRADERS_KEPT = 2
+_WORKER_LOCK = threading.Lock()
 
 
-def _worker_grader(root: str, assignment: str, env: dict, limits) -> Grader:
-    key = (root, assignment, json.dumps(env, sort_keys=True), repr(limits))
-    grader = _WORKER_GRADERS.get(key)
-    if grader is None:
-        grader = _WORKER_GRADERS[key] = Grader(Path(root), assignment, workers=1, limits=limits, env=env,
-                                               progress=False, engine="threads")
-    return grader
+def _worker_grader(batch: str, root: str, assignment: str, env: dict, limits) -> Grader:
+    with _WORKER_LOCK:
+        grader = _WORKER_GRADERS.get(batch)
+        if grader is None:
+            grader = Grader(Path(root), assignment, workers=1, limits=limits, env=env, progress=False,
+                            engine="threads")
+            _WORKER_GRADERS[batch] = grader
+            while len(_WORKER_GRADERS) > _WORKER_GRADERS_KEPT:
+                _WORKER_GRADERS.pop(next(iter(_WORKER_GRADERS))).writer.close()
+        return grader
 
 
 # The tasks Dask workers run (module level: workers import them by name). Errors become a
 # flagged Outcome, never an exception: one broken submission never stops the batch.
 
-def _execute_task(root: str, assignment: str, env: dict, limits, student: str):
-    grader = _worker_grader(root, assignment, env, limits)
+def _execute_task(batch: str, root: str, assignment: str, env: dict, limits, student: str):
     try:
-        return grader.execute(student)
+        return _worker_grader(batch, root, assignment, env, limits).execute(student)
     except Exception as exc:
         return _error_outcome(student, assignment, exc)
 
 
-def _finish_task(root: str, assignment: str, env: dict, limits, executed, references: dict) -> Outcome:
+def _finish_task(batch: str, root: str, assignment: str, env: dict, limits, executed, references: dict) -> Outcome:
     if isinstance(executed, Outcome):   # unchanged since the last run, or an error
         return executed
-    grader = _worker_grader(root, assignment, env, limits)
     try:
-        return grader.finish(executed, references)
+        return _worker_grader(batch, root, assignment, env, limits).finish(executed, references)
     except Exception as exc:
         return _error_outcome(executed.outcome.student, assignment, exc)
 
