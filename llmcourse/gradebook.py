@@ -18,8 +18,9 @@ Protocol (JSON lines): request {"assignment", "student", "submitted_directory"} 
 reply {"ok": true, "span": [start, end]} (wall-clock seconds of the write itself, lock held)
 or {"ok": false, "error": "..."} on the writer's original stdout.
 
-Nothing waits forever: a write that takes longer than WRITE_TIMEOUT_S (a stalled database,
-a stuck lock) kills that writer and fails the submission with a clear reason.
+Nothing waits forever: a write that takes longer than LLMCOURSE_GRADEBOOK_TIMEOUT_S seconds
+(default 300; a stalled database, a stuck lock) kills that writer and fails the submission
+with a clear reason.
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its d
 from .course import CourseError
 
 
-WRITE_TIMEOUT_S = float(os.environ.get("LLMCOURSE_GRADEBOOK_TIMEOUT_S", "300"))
+def _write_timeout(env) -> float:
+    return float(env.get("LLMCOURSE_GRADEBOOK_TIMEOUT_S") or 300)
 
 
 class GradebookError(CourseError):
@@ -100,15 +102,16 @@ def _write_lock(root: Path, url: str):
         return
     lock = Path(root) / ".grader" / "gradebook.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
+    timeout = _write_timeout(os.environ)
     with open(lock, "a") as fh:
-        deadline = time.monotonic() + WRITE_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise GradebookError(f"waited {WRITE_TIMEOUT_S:.0f} s for the SQLite gradebook lock "
+                    raise GradebookError(f"waited {timeout:.0f} s for the SQLite gradebook lock "
                                          f"({lock})") from None
                 time.sleep(0.02)
         try:
@@ -123,7 +126,8 @@ class Writer:
     def __init__(self, root: Path, env: dict):
         self.root = Path(root)
         self.env = dict(env, LLMCOURSE_PRE_EXECUTED="1")
-        self._lock = threading.Lock()
+        self.timeout = _write_timeout(self.env)   # the grader's setting, also on a remote worker
+        self._lock = threading.RLock()
         self._proc: subprocess.Popen | None = None
 
     def _start(self) -> subprocess.Popen:
@@ -142,8 +146,9 @@ class Writer:
     def _reply(self, timeout: float) -> bytes:
         """One line from the writer, or b"" when it died or took longer than timeout (then it is killed)."""
         out = self._proc.stdout
-        ready, _, _ = select.select([out], [], [], timeout)
-        if not ready:
+        poller = select.poll()
+        poller.register(out, select.POLLIN | select.POLLHUP | select.POLLERR)
+        if not poller.poll(timeout * 1000):
             self._proc.kill()
             raise GradebookError(f"the gradebook write took longer than {timeout:.0f} s and was stopped "
                                  f"(LLMCOURSE_GRADEBOOK_TIMEOUT_S)")
@@ -162,7 +167,7 @@ class Writer:
                 try:
                     self._proc.stdin.write(request)
                     self._proc.stdin.flush()
-                    line = self._reply(WRITE_TIMEOUT_S)
+                    line = self._reply(self.timeout)
                 except (BrokenPipeError, OSError):
                     line = b""
                 except GradebookError:
@@ -178,15 +183,16 @@ class Writer:
             raise GradebookError(f"the gradebook writer died while recording {student}")
 
     def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()
-            proc.wait(timeout=10)
-        except Exception:
-            proc.kill()
-            proc.wait()
+        with self._lock:   # never while another thread is writing through it
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            try:
+                proc.stdin.close()
+                proc.wait(timeout=10)
+            except Exception:
+                proc.kill()
+                proc.wait()
 
 
 # ---------------------------------------------------------------------- the writer process

@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -638,22 +639,33 @@ class _DaskSession:
 
 # One Grader per worker process and batch, so that each worker keeps its own long-lived
 # gradebook writer between the tasks of a batch. A long-lived worker (a department's
-# cluster) keeps the last two batches' graders; older ones are closed with their writers.
-_WORKER_GRADERS: dict = {}
+# cluster) keeps the graders of the two batches it used last; older ones that no task is
+# using are closed with their writers.
+_WORKER_GRADERS: "OrderedDict[str, list]" = OrderedDict()   # batch -> [grader, tasks using it]
 _WORKER_GRADERS_KEPT = 2
 _WORKER_LOCK = threading.Lock()
 
 
-def _worker_grader(batch: str, root: str, assignment: str, env: dict, limits) -> Grader:
+@contextmanager
+def _worker_grader(batch: str, root: str, assignment: str, env: dict, limits):
     with _WORKER_LOCK:
-        grader = _WORKER_GRADERS.get(batch)
-        if grader is None:
-            grader = Grader(Path(root), assignment, workers=1, limits=limits, env=env, progress=False,
-                            engine="threads")
-            _WORKER_GRADERS[batch] = grader
-            while len(_WORKER_GRADERS) > _WORKER_GRADERS_KEPT:
-                _WORKER_GRADERS.pop(next(iter(_WORKER_GRADERS))).writer.close()
-        return grader
+        entry = _WORKER_GRADERS.get(batch)
+        if entry is None:
+            entry = _WORKER_GRADERS[batch] = [Grader(Path(root), assignment, workers=1, limits=limits, env=env,
+                                                     progress=False, engine="threads"), 0]
+        _WORKER_GRADERS.move_to_end(batch)
+        entry[1] += 1
+    try:
+        yield entry[0]
+    finally:
+        idle = []
+        with _WORKER_LOCK:
+            entry[1] -= 1
+            for key in list(_WORKER_GRADERS)[:-_WORKER_GRADERS_KEPT]:
+                if _WORKER_GRADERS[key][1] == 0:
+                    idle.append(_WORKER_GRADERS.pop(key)[0])
+        for grader in idle:
+            grader.writer.close()
 
 
 # The tasks Dask workers run (module level: workers import them by name). Errors become a
@@ -661,7 +673,8 @@ def _worker_grader(batch: str, root: str, assignment: str, env: dict, limits) ->
 
 def _execute_task(batch: str, root: str, assignment: str, env: dict, limits, student: str):
     try:
-        return _worker_grader(batch, root, assignment, env, limits).execute(student)
+        with _worker_grader(batch, root, assignment, env, limits) as grader:
+            return grader.execute(student)
     except Exception as exc:
         return _error_outcome(student, assignment, exc)
 
@@ -670,7 +683,8 @@ def _finish_task(batch: str, root: str, assignment: str, env: dict, limits, exec
     if isinstance(executed, Outcome):   # unchanged since the last run, or an error
         return executed
     try:
-        return _worker_grader(batch, root, assignment, env, limits).finish(executed, references)
+        with _worker_grader(batch, root, assignment, env, limits) as grader:
+            return grader.finish(executed, references)
     except Exception as exc:
         return _error_outcome(executed.outcome.student, assignment, exc)
 

@@ -205,7 +205,7 @@ def test_gradebook_without_the_assignment_is_a_clear_error(cluster_run, pg):
 
 def test_sqlite_with_a_cluster_is_refused(cluster_run):
     env = dict(cluster_run.env)
-    env.pop("LLMCOURSE_DB_URL")
+    env.pop("LLMCOURSE_DB_URL", None)
     proc = _cli(["grade", "--assignment", A, "--scheduler", "tcp://127.0.0.1:1"], cwd=cluster_run.root, env=env,
                 timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -220,3 +220,20 @@ def test_second_grading_run_of_the_same_assignment_is_refused(cluster_run):
                     env=cluster_run.env, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"another grading run of {A} is in progress" in proc.stderr
+
+
+def test_a_stuck_gradebook_write_fails_that_submission_and_returns(cluster_run):
+    """A lock nobody releases (or a stalled database) stops the write after the timeout."""
+    from llmcourse.gradebook import GradebookError, Writer
+    env = dict(cluster_run.env, LLMCOURSE_GRADEBOOK_TIMEOUT_S="2")
+    env.pop("LLMCOURSE_DB_URL", None)   # SQLite: writers take the lock file
+    lock = cluster_run.root / ".grader" / "gradebook.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        writer = Writer(cluster_run.root, env)
+        t0 = time.monotonic()
+        with pytest.raises(GradebookError, match="waited 2 s for the SQLite gradebook lock|took longer than 2 s"):
+            writer.record(A, "c1", os.path.join(".grader", A, "staged"))
+        writer.close()
+    assert time.monotonic() - t0 < 60
