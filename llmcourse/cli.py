@@ -21,6 +21,7 @@ from pathlib import Path
 from .course import (CourseError, Mutation, build_submission, cell_scores, execute_notebook, find_root,
                      generate_release, list_assignments, make_scratch_course, run_nbgrader, solution_cell_ids,
                      source_notebooks, write_failure_summary)
+from .gradebook import db_url
 
 PER_ASSIGNMENT = {"release_assignment", "collect", "autograde", "generate_feedback", "release_feedback",
                   "generate_solution", "generate_assignment"}
@@ -164,7 +165,7 @@ def cmd_export(args) -> int:
     root = find_root()
     out = Path(args.out).resolve()
     run_nbgrader(["export", "--to", str(out)], cwd=root)
-    db = _db_url(root)
+    db = db_url(root)
     summary = out.with_name(out.stem + "_tests.csv")
     rows = {}
     for a in list_assignments(root, graded_only=True):
@@ -172,11 +173,6 @@ def cmd_export(args) -> int:
     write_failure_summary(summary, rows)
     _say(f"grades: {out}\nper-test failure summary: {summary}")
     return 0
-
-
-def _db_url(root: Path) -> str:
-    import os
-    return os.environ.get("LLMCOURSE_DB_URL", "sqlite:///" + str(root / "gradebook.db"))
 
 
 def _load_mutants(root: Path):
@@ -301,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     gr = with_assignment(sub.add_parser("grade"))
     gr.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPU cores)")
     gr.add_argument("--engine", default="dask", choices=["dask", "threads"],
-                    help="dask: one task per submission on a Dask cluster (default); threads: in this process")
-    gr.add_argument("--scheduler", default="", help="address of a running Dask scheduler (tcp://host:8786); "
+                    help="dask: the submissions' tasks on a Dask cluster (default); threads: in this process")
+    gr.add_argument("--scheduler", default="", help="address of a running Dask scheduler (tls://host:8786); "
                     "default: a LocalCluster of --workers processes on this machine")
     gr.add_argument("--students", default="", help="only these students (comma-separated)")
     gr.add_argument("--unsafe", action="store_true", help="no sandbox available: fall back to stock nbgrader")

@@ -39,7 +39,8 @@ def find_bindir() -> Path:
                               "(make sysdeps does it as root)")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -48,7 +49,7 @@ def _free_port() -> int:
 class PostgresServer:
     def __init__(self, port: int | None = None):
         self.bindir = find_bindir()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.dir: Path | None = None
         self.user = "postgres"
         self.password = secrets.token_hex(16)

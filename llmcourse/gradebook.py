@@ -96,28 +96,36 @@ def check_gradebook(url: str, assignment: str) -> None:
 
 
 @contextmanager
-def _write_lock(root: Path, url: str):
-    if not is_sqlite(url):
-        yield
-        return
-    lock = Path(root) / ".grader" / "gradebook.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    timeout = _write_timeout(os.environ)
-    with open(lock, "a") as fh:
-        deadline = time.monotonic() + timeout
+def file_lock(path: Path, timeout_s: float, message: str, error: type[CourseError] = CourseError):
+    """Hold an exclusive lock on the file `path` for the block (one machine only: flock).
+
+    Waits at most timeout_s for it (0: not at all), then raises error(message)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise GradebookError(f"waited {timeout:.0f} s for the SQLite gradebook lock "
-                                         f"({lock})") from None
+                if time.monotonic() >= deadline:
+                    raise error(message) from None
                 time.sleep(0.02)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _write_lock(root: Path, url: str):
+    if not is_sqlite(url):
+        yield
+        return
+    lock = Path(root) / ".grader" / "gradebook.lock"
+    timeout = _write_timeout(os.environ)
+    with file_lock(lock, timeout, f"waited {timeout:.0f} s for the SQLite gradebook lock ({lock})", GradebookError):
+        yield
 
 
 class Writer:

@@ -29,7 +29,6 @@ Reports go to ``<course>/reports/<assignment>/``.
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import hmac
 import json
@@ -56,7 +55,7 @@ from nbformat.v4 import new_output  # noqa: E402
 from . import sandbox  # noqa: E402
 from .checks import parse_records  # noqa: E402
 from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks  # noqa: E402
-from .gradebook import Writer, check_gradebook, db_url, is_sqlite  # noqa: E402
+from .gradebook import Writer, check_gradebook, db_url, file_lock, is_sqlite  # noqa: E402
 from .trusted import Canonical, canonical_notebook, decide, hidden_secrets, is_test_cell, meta, sandbox_notebook  # noqa: E402
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
@@ -84,21 +83,6 @@ class Outcome:
     resumed: bool = False
     run_seconds: float = 0.0      # in the sandbox (kernel start and cells)
     record_seconds: float = 0.0   # recording in the gradebook
-
-
-@contextmanager
-def _exclusive(path: Path, busy: str):
-    """Hold an exclusive lock file for the block, or raise GraderError(busy) at once if it is taken."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise GraderError(busy) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _hash_files(folder: Path) -> str:
@@ -138,8 +122,7 @@ def _read_json_capped(path: Path, cap: int):
         return None
 
 
-def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None,
-                engine: str = "dask") -> str | None:
+def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None) -> str | None:
     """Grade every submission: sandboxed when this machine can, else with stock nbgrader.
 
     Returns None when sandboxed, else the reason the sandbox is unavailable. For tests and
@@ -150,7 +133,7 @@ def grade_class(root: Path, assignment: str, env: dict, workers: int | None = No
     except sandbox.SandboxUnavailable as exc:
         run_nbgrader(["autograde", assignment, "--force"], cwd=root, env=env)
         return str(exc)
-    Grader(root, assignment, workers=workers, env=env, progress=False, engine=engine).grade_all()
+    Grader(root, assignment, workers=workers, env=env, progress=False).grade_all()
     return None
 
 
@@ -450,8 +433,8 @@ class Grader:
                               "one machine only): set LLMCOURSE_DB_URL to a PostgreSQL database, or grade "
                               "without SCHEDULER= on this machine")
         check_gradebook(url, self.assignment)
-        with _exclusive(self.state / "grading.lock",
-                        f"another grading run of {self.assignment} is in progress in {self.root}"):
+        with file_lock(self.state / "grading.lock", 0,
+                       f"another grading run of {self.assignment} is in progress in {self.root}", GraderError):
             return self._grade_all(only)
 
     def _grade_all(self, only: list[str] | None) -> list[Outcome]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -182,14 +181,9 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
         assert overlaps == 0, f"{overlaps} SQLite writes ran while another held the lock"
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_unreachable_gradebook_is_a_clear_error(cluster_run):
-    env = dict(cluster_run.env, LLMCOURSE_DB_URL=f"postgresql://grader:s3cret@127.0.0.1:{_closed_port()}/gb")
+    from llmcourse.devdb import free_port
+    env = dict(cluster_run.env, LLMCOURSE_DB_URL=f"postgresql://grader:s3cret@127.0.0.1:{free_port()}/gb")
     proc = _cli(["grade", "--assignment", A, "--engine", "threads"], cwd=cluster_run.root, env=env, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "cannot open the gradebook postgresql://grader:***@127.0.0.1" in proc.stderr
