@@ -112,6 +112,21 @@ def tab(page, label: str):
     return page.locator("#jp-main-dock-panel .lm-TabBar-tab", has_text=label)
 
 
+def no_dialog(page, timeout: float = TIMEOUT_MS) -> None:
+    """Wait until no modal dialog covers the page (JupyterLab opens some on its own, e.g. while a
+    slow kernel starts under load); one that stays is a failure that quotes its text."""
+    from playwright.sync_api import TimeoutError as PWTimeout
+    dialog = page.locator(".jp-Dialog")
+    if not dialog.count():
+        return
+    text = dialog.first.inner_text()[:500]
+    try:
+        dialog.first.wait_for(state="detached", timeout=timeout)
+    except PWTimeout:
+        page.screenshot(path=str(ARTIFACTS / "FAILED-dialog.png"))
+        pytest.fail(f"browser: a JupyterLab dialog stayed open for {timeout / 1000:.0f} s: {text!r}")
+
+
 def wait_kernel_idle(page, timeout: float = TIMEOUT_MS) -> None:
     need(page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]'),
          "an idle kernel in the notebook's toolbar", timeout=timeout)
@@ -214,6 +229,7 @@ def test_student_fetches_runs_validates_and_submits(lab):
     started = page.locator(".jp-NotebookPanel:visible .jp-InputPrompt").filter(
         has_text=re.compile(r"\[(\*|\d+)\]"))
     for _ in range(3):   # the notebook must be the active widget for Run All to apply to it
+        no_dialog(page)
         cells.first.click()
         menu(page, "Run", "Run All Cells")
         try:
