@@ -189,6 +189,8 @@ def execute_notebook(src: Path, out: Path, profile: str = "smoke", device: str =
     saved = dict(os.environ)
     os.environ.update(jupyter_env(state))
     os.environ.pop("NBGRADER_EXECUTION", None)
+    # executed copies keep their figures: the inline backend, whatever MPLBACKEND said (jupyter_env says Agg)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     start = time.perf_counter()
     try:
         pm.execute_notebook(str(src), str(out), parameters={"PROFILE": profile, "DEVICE": device, "SEED": seed},

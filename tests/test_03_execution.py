@@ -21,6 +21,8 @@ def test_source_notebook_runs_at_smoke(src, tmp_path, monkeypatch):
     errors = [c for c in nb.cells if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)]
     assert not errors
     assert list(figures.glob("*.png")), "the notebook saved no figure"
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs), \
+        "the executed copy holds no figure"
     assert "smoke" in "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
