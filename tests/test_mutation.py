@@ -141,7 +141,7 @@ def test_runner_kills_survives_and_times_out(tmp_path):
     pick = [mutants[("add", "arith", "return a - b")],
             mutants[("clip", "compare", "if x <= 0:")],        # equivalent: clip(0) is 0 either way
             mutants[("count", "arith", "i -= 1")]]             # never ends
-    out = mutation.run_notebook(path, pick, jobs=2, timeout_factor=1.0, timeout_grace=3.0)
+    out = mutation.run_notebook(path, pick, jobs=2, timeout_factor=1.0, timeout_grace=8.0)
     res = out["results"]
     assert res[pick[0].id]["status"] == "killed" and res[pick[0].id]["by"] == "test_0"
     assert "CheckFailed" in res[pick[0].id]["error"]
@@ -149,7 +149,7 @@ def test_runner_kills_survives_and_times_out(tmp_path):
     assert res[pick[1].id]["ran"] == ["test_0", "test_1", "test_2"]   # the solution cell defines all three
     assert res[pick[2].id]["status"] == "killed" and res[pick[2].id]["reason"] == "timeout"
     # deterministic: the same verdicts again
-    again = mutation.run_notebook(path, pick, jobs=1, timeout_factor=1.0, timeout_grace=3.0)["results"]
+    again = mutation.run_notebook(path, pick, jobs=1, timeout_factor=1.0, timeout_grace=8.0)["results"]
     assert {k: (v["status"], v.get("by")) for k, v in again.items()} == {k: (v["status"], v.get("by")) for k, v in res.items()}
 
 
