@@ -25,12 +25,13 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help install sysdeps notebooks release publish collect execute validate autograde \
-        feedback return solutions export lab clean demo test benchmark sysdeps-grading
+        feedback return solutions export lab clean demo test benchmark sysdeps-grading \
+        mutation mutation-sample
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
 	@echo
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  \1\t\2/' | expand -t 14
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/\1\t\2/' | awk -F'\t' '{printf "  %-16s%s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv with the pinned dependencies, the corpus and the course package
 
@@ -108,6 +109,13 @@ test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+mutation: $(STAMP) ## mutate every solution, run the hidden tests: docs/mutation-report.md (ASSIGNMENT=, JOBS=, MUTATION_ARGS=)
+	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)
+
+mutation-sample: $(STAMP) ## CI: a fixed sample of mutants per notebook; fails on a survivor no list explains (SAMPLE=16)
+	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) --sample $(or $(SAMPLE),16) --check \
+	  $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)
 
 clean: ## remove build outputs and caches (keeps .venv, source/, release/, the gradebook)
 	rm -rf $(BUILD) .pytest_cache
