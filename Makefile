@@ -24,7 +24,7 @@ COURSE := $(BIN)/llmcourse
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install sysdeps notebooks release publish collect execute validate autograde \
+.PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
         mutation mutation-sample
 
@@ -63,6 +63,9 @@ sysdeps-grading:
 
 notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
 	$(BIN)/python -m llmcourse.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
+
+translations: $(STAMP) ## update the translation catalogues (authoring/*/*.<lang>.po) from the English sources (LANG_CODE=vi)
+	$(BIN)/python -m llmcourse.authoring.i18n update --lang $(or $(LANG_CODE),vi) --assignment $(ASSIGNMENT)
 
 release: $(STAMP) ## nbgrader generate_assignment: source/ -> release/ (committed)
 	$(COURSE) release --assignment $(ASSIGNMENT)

@@ -437,8 +437,10 @@ def status(nbsrc: Path, lang: str) -> Status:
     return Status(missing, fuzzy, obsolete)
 
 
-def translate_notebook(nbsrc: Path, lang: str):
-    """The notebook of one edition: the English build with every message translated."""
+def translate_notebook(nbsrc: Path, lang: str, partial: bool = False):
+    """The notebook of one edition: the English build with every message translated.
+
+    partial=True keeps the English of messages not translated yet (a translator's preview)."""
     from ..nbbuild import build_notebook
     nb = build_notebook(nbsrc)
     cat = read_catalogue(catalogue_path(nbsrc, lang), lang)
@@ -446,6 +448,8 @@ def translate_notebook(nbsrc: Path, lang: str):
     def lookup(msgid: str) -> str:
         t = cat.get(msgid)
         if t is None or not t.string or t.fuzzy:
+            if partial:
+                return msgid
             raise KeyError(msgid)
         return t.string
 
@@ -456,3 +460,36 @@ def translate_notebook(nbsrc: Path, lang: str):
             raise TranslationError(f"{catalogue_path(nbsrc, lang).name}, cell {cell.id}: {exc}") from None
     nb.metadata["language"] = lang
     return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m llmcourse.authoring.i18n {update,status,preview} [--lang vi] [--assignment ID] [--out DIR]"""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m llmcourse.authoring.i18n", description=main.__doc__)
+    p.add_argument("action", choices=["update", "status", "preview"])
+    p.add_argument("--out", default="build/preview", help="preview: where the translated notebooks go")
+    p.add_argument("--lang", default="vi", choices=sorted(LANGUAGES))
+    p.add_argument("--assignment", default="all")
+    p.add_argument("--root", default=".")
+    args = p.parse_args(argv)
+    root = Path(args.root)
+    pattern = "*" if args.assignment in ("all", "") else args.assignment
+    incomplete = 0
+    for nbsrc in sorted((root / "authoring").glob(f"{pattern}/*.nbsrc")):
+        if args.action == "update":
+            update_catalogue(nbsrc, args.lang)
+        if args.action == "preview":
+            import nbformat
+            dest = Path(args.out) / args.lang / nbsrc.parent.name / f"{nbsrc.stem}.ipynb"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(translate_notebook(nbsrc, args.lang, partial=True), str(dest))
+            print(f"preview: {dest}")
+        st = status(nbsrc, args.lang)
+        incomplete += not st.complete
+        print(f"{catalogue_path(nbsrc, args.lang)}: {len(st.missing)} missing, {len(st.fuzzy)} fuzzy"
+              + (f", {len(st.obsolete)} obsolete (dropped by update)" if st.obsolete else ""))
+    return 1 if incomplete and args.action == "status" else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
