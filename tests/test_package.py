@@ -112,3 +112,22 @@ def test_trusted_rewrite_is_safe_from_threads():
         results = list(pool.map(sandbox_notebook, nbs * 4))
     graded = [r for r, nb in zip(results, nbs * 4) if any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)]
     assert graded and all("RECORD_ONLY" in "".join(c.source for c in r.cells) for r in graded)
+
+
+# ---------------------------------------------------------------- Vietnamese text
+VI_SAMPLE = ROOT / "tests" / "data" / "vi_sample.txt"
+
+
+def test_corpus_normalises_vietnamese_to_nfc(tmp_path):
+    import re
+    import unicodedata
+
+    from llmcourse import load_corpus
+    nfd = tmp_path / "nfd.txt"
+    nfd.write_text(unicodedata.normalize("NFD", "Tiếng Việt có dấu."), encoding="utf-8")
+    assert re.findall(r"\w+", unicodedata.normalize("NFD", "Tiếng")) != ["Tiếng"], "the NFD trap this guards against"
+    text = load_corpus(path=nfd)
+    assert text == unicodedata.normalize("NFC", text) == "Tiếng Việt có dấu."
+    assert re.findall(r"\w+", text.lower()) == ["tiếng", "việt", "có", "dấu"]
+    sample = load_corpus(path=VI_SAMPLE)
+    assert unicodedata.is_normalized("NFC", sample) and "Bà và cháu" in sample
