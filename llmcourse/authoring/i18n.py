@@ -35,6 +35,9 @@ from pathlib import Path
 
 CHECKS = {"check_close", "check_equal", "check_true", "check_shape", "check_raises"}
 HUMAN_KEYWORDS = {"hint", "label", "title", "xlabel", "ylabel", "desc", "message", "msg", "help", "text"}
+# keyword arguments whose string is a setting, however many words it has (loc="upper left")
+SETTING_KEYWORDS = {"loc", "color", "c", "colors", "linestyle", "ls", "marker", "cmap", "fmt", "dtype", "device",
+                    "mode", "kind", "ha", "va", "align", "layout", "bbox_inches", "encoding", "errors"}
 HUMAN_CALLS = {"print", "set_title", "set_xlabel", "set_ylabel", "suptitle", "text", "annotate", "figtext",
                "warn", "write", "tqdm", "trange"}
 MARKER = re.compile(r"^\s*###\s*(BEGIN|END) (SOLUTION|HIDDEN TESTS)")
@@ -100,9 +103,14 @@ def _md_has_words(text: str) -> bool:
     return bool(_LETTER.search(rest))
 
 
+_MATH_WORDS = re.compile(r"\\(text|textrm|textit|mathrm)\{[^{}]*\}")
+
+
 def _md_invariants(text: str) -> dict:
-    """What a translation of a markdown block must keep: its math, inline code and link targets."""
-    return {"math": sorted(_MATH.findall(text)), "code": sorted(_INLINE_CODE.findall(text)),
+    """What a translation of a markdown block must keep: its math (words in \\text{...} may be
+    translated), inline code and link targets."""
+    math = sorted(_MATH_WORDS.sub(r"\\\1{}", m) for m in _MATH.findall(text))
+    return {"math": math, "code": sorted(_INLINE_CODE.findall(text)),
             "links": sorted(_URL.findall(text))}
 
 
@@ -172,6 +180,8 @@ def _string_roles(tree: ast.AST) -> dict[tuple[int, int], str]:
             for kw in node.keywords:
                 if kw.arg in HUMAN_KEYWORDS:
                     mark(kw.value, "human")
+                elif kw.arg in SETTING_KEYWORDS:
+                    mark(kw.value, "name")
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
             body = node.body
             if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
@@ -180,9 +190,26 @@ def _string_roles(tree: ast.AST) -> dict[tuple[int, int], str]:
     return roles
 
 
+def _hidden_lines(source: str) -> set[int]:
+    lines, inside = set(), False
+    for n, line in enumerate(source.split("\n"), 1):
+        if "### BEGIN HIDDEN TESTS" in line:
+            inside = True
+        elif "### END HIDDEN TESTS" in line:
+            inside = False
+        elif inside:
+            lines.add(n)
+    return lines
+
+
 def _code_pieces(source: str) -> list[_Piece]:
     tree = ast.parse(source)
     roles = _string_roles(tree)
+    hidden = _hidden_lines(source)
+    for node in ast.walk(tree):   # hidden tests: their literals are test data unless they are meant to be read
+        if isinstance(node, (ast.Constant, ast.JoinedStr)) and getattr(node, "lineno", 0) in hidden \
+                and roles.get((node.lineno, node.col_offset)) is None:
+            roles[(node.lineno, node.col_offset)] = "name"
     starts = _offsets(source)
     tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     pieces: list[_Piece] = []
@@ -337,7 +364,9 @@ class _Blank(ast.NodeTransformer):
         return ast.Constant("") if isinstance(node.value, str) else node
 
     def visit_JoinedStr(self, node):
-        return ast.JoinedStr([self.visit(v) for v in node.values if isinstance(v, ast.FormattedValue)])
+        # a translation may move the fields within its sentence: compare them as a sorted list
+        fields = sorted((self.visit(v) for v in node.values if isinstance(v, ast.FormattedValue)), key=ast.dump)
+        return ast.JoinedStr(fields)
 
 
 def code_shape(source: str) -> str:
