@@ -145,11 +145,11 @@ def _read_entry(entry_fd: int, uid: int, out) -> None:
         if not stat.S_ISREG(st.st_mode):
             refuse("a special file (FIFO, device or socket)")
             continue
-        if st.st_uid != uid:
-            refuse("owned by someone other than the student")
-            continue
         if st.st_nlink != 1:
             refuse("a file with more than one hard link")
+            continue
+        if st.st_uid != uid:
+            refuse("owned by someone other than the student")
             continue
         if st.st_size > MAX_FILE_BYTES:
             refuse(f"over {MAX_FILE_BYTES // 2**20} MB")
