@@ -65,6 +65,8 @@ def sanitize_markdown(source: str) -> str:
     cleaned = clean_html(html)
     if cleaned == html:
         return source
+    # headings' anchor links lose their href and id (ids could clobber the page's own): drop them
+    cleaned = cleaned.replace("<a>\u00b6</a>", "").replace("<a>&#182;</a>", "")
     # one line: markdown then passes the whole <div> through as one raw HTML block, untouched
     body = cleaned.replace("\r", "").replace("\n", "&#10;")
     return WRAPPER + body + "</div>"

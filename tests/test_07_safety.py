@@ -410,7 +410,9 @@ def test_hostile_class_cannot_gain_or_harm(course):
     for student, (_, _, want, flag) in attacks.items():
         o = outcomes[student]
         if o.score != want:
-            problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags})")
+            lost = {g: c["reason"][:120] for g, c in o.cells.items() if not c["passed"]}
+            problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags}; "
+                            f"failed cells: {dict(list(lost.items())[:3])})")
         if flag and not any(flag in f for f in o.flags):
             problems.append(f"{student}: expected a flag containing {flag!r}, got {o.flags}")
         if any(f.startswith("grader error") for f in o.flags):
@@ -437,10 +439,12 @@ def test_hostile_class_cannot_gain_or_harm(course):
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
     assert not shown, f"hidden test text in feedback: {shown[:3]}"
     # (3) nothing a student's run printed reaches the graded notebook or feedback, encoded or not
+    import re
+    leaked = re.compile(r"LEAK:[A-Za-z0-9+/=]{16,}")     # the payload, not the attack's own source text
     assert "LEAK:" not in outputs_text("spy_encoded")
     run_nbgrader(["generate_feedback", A, "--student", "spy_encoded", "--force"], cwd=course.root, env=course.env)
     page = next((course.root / "feedback" / "spy_encoded" / A).glob("*.html")).read_text()
-    assert "LEAK:" not in page
+    assert not leaked.search(page), "what the spy printed reached the feedback"
     # (2) no live HTML of a written answer in what Formgrader and feedback render
     staged = nbformat.read(str(next((graded / "script_answer" / A).glob("*.ipynb"))), 4)
     answers = [c.source for c in staged.cells if c.cell_type == "markdown" and meta(c).get("solution")]
