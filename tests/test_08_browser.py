@@ -375,9 +375,11 @@ def test_instructor_grades_in_formgrader_and_releases_feedback(lab):
         sub_nb_id = gb.find_submission_notebook(Path(NOTEBOOK).stem, ASSIGNMENT, lab.student_id).id
     grading = page.context.new_page()
     grading.goto(f"{lab.instructor.url}/formgrader/submissions/{sub_nb_id}/?token={lab.instructor.token}")
-    need(grading.locator("text=A written answer, typed by the browser test"), "the written answer on the grading page")
+    answer = need(grading.locator("text=A written answer, typed by the browser test"),
+                  "the written answer on the grading page")
     grading.wait_for_load_state("load")
     grading.wait_for_timeout(1000)
+    answer.first.scroll_into_view_if_needed()
     shot(grading, "instructor-03a-formgrader-hostile-answer")
     assert_inert(grading, "Formgrader's grading page")
     grading.close()
