@@ -15,7 +15,7 @@ otherwise only the exception's type.
 from __future__ import annotations
 
 from nbformat.v4 import new_output
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 
 from nbconvert.preprocessors import Preprocessor
 from nbgrader.preprocessors import NbGraderPreprocessor
@@ -67,20 +67,29 @@ class SanitizeStudentHTML(Preprocessor):
 
 
 class LimitCellSize(Preprocessor):
-    """Bound what the HTML export works on: a cell's source over MAX_CELL_CHARS, and text
-    outputs beyond it, are cut with a note (pygments and mistune time grows with the text).
+    """Bound what the HTML export works on: a cell's source over MAX_CELL_CHARS, text outputs
+    beyond it, and every source past 512 KB in all are cut with a note (pygments and mistune
+    time grows with the text).
 
     Runs first in every HTMLExporter (nbgrader_config.py); the grader already rejects
     submissions over these sizes, so this matters for notebooks graded some other way."""
+
+    # all sources together: the course's notebooks hold under 100 KB, the grader takes at most
+    # 256 KB from a submission, so a notebook it staged is never cut
+    max_total_chars = Integer(512 * 1024).tag(config=True)
 
     def preprocess(self, nb, resources):
         from .trusted import MAX_CELL_CHARS, MAX_CELLS
         note = f"\n[... cut: more than {MAX_CELL_CHARS // 1024} KB ...]\n"
         if len(nb.cells) > MAX_CELLS:
             nb.cells = nb.cells[:MAX_CELLS]
+        total = 0
         for cell in nb.cells:
             if len(cell.source) > MAX_CELL_CHARS:
                 cell.source = cell.source[:MAX_CELL_CHARS] + note
+            total += len(cell.source)
+            if total > self.max_total_chars:
+                cell.source = f"[... cut: the notebook holds more than {self.max_total_chars // 1024} KB of text ...]"
             for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
                 if isinstance(o.get("text"), str) and len(o["text"]) > MAX_CELL_CHARS:
                     o["text"] = o["text"][:MAX_CELL_CHARS] + note

@@ -159,6 +159,27 @@ def test_two_megabytes_of_trailing_code_cost_almost_nothing(tmp_path):
     assert time.perf_counter() - t0 < 5
 
 
+def test_html_export_of_a_huge_notebook_is_bounded(tmp_path):
+    """`make feedback` / Formgrader on a notebook no grader capped (stock nbgrader's, say): LimitCellSize."""
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+    nb = read(_correct(tmp_path))
+    nb.cells += [nbformat.v4.new_code_cell("a = 1\n" * 10000) for _ in range(35)]   # 2.1 MB of code
+    nb.cells.append(nbformat.v4.new_code_cell("b = 2\n" * 100000))                 # one 600 KB cell
+    c = Config()
+    c.HTMLExporter.preprocessors = ["llmcourse.nbgrader_ext.LimitCellSize", "llmcourse.nbgrader_ext.SanitizeStudentHTML"]
+    c.LimitCellSize.max_total_chars = 128 * 1024   # the default is 512 KB; smaller keeps this test fast
+    exporter = HTMLExporter(config=c)
+    t0 = time.perf_counter()
+    html, _ = exporter.from_notebook_node(nb)
+    secs = time.perf_counter() - t0
+    from llmcourse.nbgrader_ext import LimitCellSize
+    limited, _ = LimitCellSize(config=c).preprocess(nb, {})   # what the export above worked on
+    total = sum(len(cell.source) for cell in limited.cells)
+    assert total < 128 * 1024 + 64 * 1024 + 100 * 36, f"{total} characters left for the export"
+    assert len(html) < 40 * 2**20 and secs < 30, f"the export took {secs:.0f} s for {len(html)} bytes"
+
+
 def test_prepare_is_the_same_rewrite_in_a_limited_process(tmp_path):
     ok = _correct(tmp_path)
     here = trusted.canonical_notebook(read(SRC), read(REL), ok)
