@@ -73,8 +73,8 @@ release: $(STAMP) ## nbgrader generate_assignment: source/ -> release/ (committe
 publish: $(STAMP) ## nbgrader release_assignment: put release/ into the exchange
 	$(COURSE) nbgrader release_assignment --assignment $(ASSIGNMENT)
 
-collect: $(STAMP) ## submissions into submitted/: from the exchange, or an LMS zip (ZIP=file LMS=canvas|moodle)
-	$(COURSE) collect --assignment $(ASSIGNMENT) $(if $(ZIP),--zip $(ZIP) --lms $(or $(LMS),canvas))
+collect: $(STAMP) ## submissions into submitted/: from the exchange (owners verified, links refused; UPDATE=1), or an LMS zip (ZIP=file LMS=canvas|moodle)
+	$(COURSE) collect --assignment $(ASSIGNMENT) $(if $(ZIP),--zip $(ZIP) --lms $(or $(LMS),canvas)) $(if $(UPDATE),--update)
 
 execute: $(STAMP) ## run source notebooks with papermill into build/executed (PROFILE=, DEVICE=)
 	$(COURSE) execute --assignment $(ASSIGNMENT) --profile $(PROFILE) --device $(DEVICE) --out $(BUILD)/executed
@@ -102,8 +102,8 @@ solutions: $(STAMP) ## after the deadline: solution notebooks (no hidden tests) 
 export: $(STAMP) ## grades of every student and assignment into grades.csv
 	$(COURSE) export --out grades.csv
 
-lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extensions
-	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
+lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extensions; never as root (LAB_USER=account)
+	$(COURSE) lab $(if $(LAB_USER),--user $(LAB_USER))
 
 demo: $(STAMP) ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
 	$(COURSE) demo --out $(BUILD)/demo

@@ -52,6 +52,10 @@ c.GenerateFeedback.preprocessors = [
 ]
 c.ClearHiddenTests.enforce_metadata = False
 
+# Every HTML page made from a notebook (Formgrader's grading pages, feedback): bounded in size,
+# student-written HTML rendered inert (script, event handlers, javascript: links, active outputs).
+c.HTMLExporter.preprocessors = ["llmcourse.nbgrader_ext.LimitCellSize", "llmcourse.nbgrader_ext.SanitizeStudentHTML"]
+
 # Students' own files that never belong in a graded copy.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
 

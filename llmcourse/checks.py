@@ -359,24 +359,36 @@ NOT_REACHED = "did not run to this check"
 def compare_entries(ref_entries: list[dict], stu_entries: list[dict]) -> str | None:
     """None if the student's entries for one check agree with the reference's, else why not.
 
-    Tolerances come from the *reference* entries (trusted), never from the student's.
+    Tolerances come from the *reference* entries (trusted), never from the student's. A
+    recorded value the comparison cannot handle (10**400, a ragged or deeply nested list, a
+    value of the wrong kind) is a failed check with the reason "recorded value unusable",
+    never an exception: one student's strange value cannot stop the grading of the class.
     """
-    if len(stu_entries) < len(ref_entries):
-        return NOT_REACHED
-    if len(stu_entries) > len(ref_entries):
-        return "recorded more values than the test makes (records written by other code)"
-    for ref, stu in zip(ref_entries, stu_entries):
-        if ref.get("kind") == "close":
-            try:
+    try:
+        if not isinstance(stu_entries, list) or not all(isinstance(e, dict) for e in stu_entries):
+            return "recorded value unusable (malformed record)"
+        if len(stu_entries) < len(ref_entries):
+            return NOT_REACHED
+        if len(stu_entries) > len(ref_entries):
+            return "recorded more values than the test makes (records written by other code)"
+        for ref, stu in zip(ref_entries, stu_entries):
+            if ref.get("kind") == "close":
                 problem = _close_problem(stu.get("value"), ref.get("value"),
                                          float(ref.get("atol", 1e-6)), float(ref.get("rtol", 1e-5)))
-            except (TypeError, ValueError) as exc:
-                problem = f"recorded value unusable ({exc})"
-            if problem:
-                return problem
-        elif stu.get("value") != ref.get("value") or stu.get("kind") != ref.get("kind"):
-            return "value differs from the reference solution's"
-    return None
+                if problem:
+                    return problem
+            elif stu.get("kind") != ref.get("kind") or not _same(stu.get("value"), ref.get("value")):
+                return "value differs from the reference solution's"
+        return None
+    except Exception as exc:  # noqa: BLE001 (any failure of the comparison is this check's verdict)
+        return f"recorded value unusable ({type(exc).__name__})"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Exact equality of two plain values, with the types of numbers kept apart from bools."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
 
 
 def compare_records(student: dict[str, list[dict]], reference: dict[str, list[dict]]) -> dict[str, str | None]:

@@ -6,6 +6,9 @@
     llmcourse grade     [--assignment] [--workers N] [--engine dask|threads] [--scheduler ADDR] [--students]
                                                               sandboxed autograding (llmcourse.grader)
     llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
+    llmcourse collect   [--assignment] [--update] | --zip FILE --lms canvas|moodle
+                                                              submissions from the exchange (llmcourse.collect) or an LMS zip
+    llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
 """
@@ -22,6 +25,7 @@ from .course import (CourseError, Mutation, build_submission, cell_scores, execu
                      generate_release, list_assignments, make_scratch_course, run_nbgrader, solution_cell_ids,
                      source_notebooks, write_failure_summary)
 from .gradebook import db_url
+from .safetext import terminal
 
 PER_ASSIGNMENT = {"release_assignment", "collect", "autograde", "generate_feedback", "release_feedback",
                   "generate_solution", "generate_assignment"}
@@ -117,7 +121,8 @@ def cmd_grade(args) -> int:
         _say(f"{a}: graded {len(outcomes)} submission(s) in {secs:.0f} s "
              f"({sum(o.resumed for o in outcomes)} unchanged since the last run); {len(flagged)} flagged")
         for o in outcomes:
-            _say(f"  {o.student:<32} {o.score:>5g} / {o.max_score:<5g} {'FLAGGED: ' + o.flags[0] if o.flags else ''}")
+            flag = "FLAGGED: " + terminal(o.flags[0]) if o.flags else ""
+            _say(f"  {terminal(o.student):<32} {o.score:>5g} / {o.max_score:<5g} {flag}")
         _say(f"  reports: {g.reports}")
         if any(f.startswith("grader error") for o in outcomes for f in o.flags):
             status = 1
@@ -136,8 +141,7 @@ def cmd_collect(args) -> int:
     """Collect submissions: from nbgrader's exchange, or from an LMS download (zip)."""
     root = find_root()
     if not args.zip:
-        args.subcommand, args.extra = "collect", []
-        return cmd_nbgrader(args)
+        return _collect_exchange(root, args)
     assignments = list_assignments(root, args.assignment, graded_only=True)
     if len(assignments) != 1:
         raise CourseError("collecting an LMS zip needs one assignment: ASSIGNMENT=<id>")
@@ -158,6 +162,71 @@ def cmd_collect(args) -> int:
         return proc.returncode
     got = sorted(p.parent.parent.name for p in (root / "submitted").glob(f"*/{a}/*.ipynb"))
     _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{' ...' if len(got) > 20 else ''}")
+    return 0
+
+
+def _collect_exchange(root: Path, args) -> int:
+    """The course's own collect (llmcourse.collect): verified owners, no links followed, unprivileged reads."""
+    from .collect import CollectError, collect, exchange_settings
+    from .safetext import SafeWriter
+    exchange, course_id = exchange_settings(root)
+    status = 0
+    for a in list_assignments(root, args.assignment, graded_only=True):
+        try:
+            rep = collect(root, exchange, course_id, a, update=args.update)
+        except CollectError as exc:
+            _say(f"{a}: {terminal(exc)}")
+            status = 1
+            continue
+        _say(f"{a}: collected {len(rep.collected)} submission(s) into submitted/"
+             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)" if rep.skipped else ""))
+        for what, why in rep.refused:
+            _say(f"  REFUSED {terminal(what)}: {terminal(why)}")
+        if rep.refused:
+            out = root / "reports" / a
+            out.mkdir(parents=True, exist_ok=True)
+            with open(out / "collect_refused.csv", "w", newline="") as fh:
+                w = SafeWriter(fh)
+                w.writerow(["inbound_entry_or_file", "reason"])
+                for what, why in rep.refused:
+                    w.writerow([what, why])
+            _say(f"  refused entries and files: {out / 'collect_refused.csv'}")
+    return status
+
+
+def cmd_lab(args) -> int:
+    """JupyterLab with nbgrader's extensions on 127.0.0.1: refused as root unless --user drops to an account."""
+    import os
+    import pwd
+    jupyter = str(Path(sys.executable).parent / "jupyter")
+    cmd = [jupyter, "lab", "--ip=127.0.0.1", "--no-browser"]
+    if os.geteuid() != 0:
+        if args.user:
+            raise CourseError("--user needs root (it drops from root to that account)")
+        os.execv(jupyter, cmd)
+    if not args.user:
+        raise CourseError("refusing to serve JupyterLab and Formgrader as root: a page it renders runs with the "
+                          "server's rights (its terminals included). Run `make lab` as the course's owner, or as "
+                          "root with LAB_USER=<account> (make lab LAB_USER=instructor) to serve it as that account.")
+    try:
+        acct = pwd.getpwnam(args.user)
+    except KeyError:
+        raise CourseError(f"no account named {args.user!r}") from None
+    if acct.pw_uid == 0:
+        raise CourseError(f"{args.user!r} is root; name an unprivileged account")
+    root = find_root()
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise CourseError(f"cannot read {root}")
+    env = dict(os.environ, HOME=acct.pw_dir, USER=acct.pw_name, LOGNAME=acct.pw_name)
+    os.initgroups(acct.pw_name, acct.pw_gid)
+    os.setresgid(acct.pw_gid, acct.pw_gid, acct.pw_gid)
+    os.setresuid(acct.pw_uid, acct.pw_uid, acct.pw_uid)
+    if os.geteuid() == 0 or os.getuid() == 0:
+        raise CourseError("could not drop root")
+    if args.dry_run:
+        _say(f"would serve as {acct.pw_name} (uid {os.getuid()}): {' '.join(cmd)}")
+        return 0
+    os.execve(jupyter, cmd, env)
     return 0
 
 
@@ -307,7 +376,12 @@ def main(argv: list[str] | None = None) -> int:
     col.add_argument("--zip", default="", help="an LMS download (zip) instead of nbgrader's exchange")
     col.add_argument("--lms", default="canvas", help="file naming of the zip: canvas or moodle")
     col.add_argument("--regexp", default="", help="nbgrader named_regexp with student_id and file_id groups")
+    col.add_argument("--update", action="store_true", help="replace a collected submission by a newer one")
     col.set_defaults(func=cmd_collect)
+    lab = sub.add_parser("lab")
+    lab.add_argument("--user", default="", help="when root: serve as this (unprivileged) account")
+    lab.add_argument("--dry-run", action="store_true", help="check and drop privileges, then stop (for tests)")
+    lab.set_defaults(func=cmd_lab)
     exp = sub.add_parser("export")
     exp.add_argument("--out", default="grades.csv")
     exp.set_defaults(func=cmd_export)

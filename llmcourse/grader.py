@@ -2,8 +2,10 @@
 
 For each submission ``submitted/<student>/<assignment>/``:
 
-1. trusted: rebuild the notebook from the course's source (llmcourse.trusted.canonical_notebook);
-   an unreadable notebook gets a clear message and is graded as the blank release (0 points);
+1. trusted: rebuild the notebook from the course's source (llmcourse.trusted.prepare: in a
+   child process with its own memory and CPU limits); only the notebook is taken from the
+   submission folder, nothing that lies beside it; an unreadable or oversized notebook gets
+   a clear message and is graded as the blank release (0 points);
 2. sandboxed: run it in bubblewrap + cgroups (llmcourse.sandbox) with the hidden checks
    recording the student's values only (no expected values in the student's process);
 3. trusted: compare the records with the reference solution's (run the same way, once per
@@ -28,7 +30,6 @@ Reports go to ``<course>/reports/<assignment>/``.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import json
@@ -56,12 +57,13 @@ from . import sandbox  # noqa: E402
 from .checks import parse_records  # noqa: E402
 from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks  # noqa: E402
 from .gradebook import Writer, check_gradebook, db_url, file_lock, is_sqlite  # noqa: E402
-from .trusted import Canonical, canonical_notebook, decide, hidden_secrets, is_test_cell, meta, sandbox_notebook  # noqa: E402
+from .htmlsafe import sanitize_markdown  # noqa: E402
+from .safetext import SafeWriter  # noqa: E402
+from .trusted import (Canonical, decide, hidden_secrets, is_test_cell, meta, prepare,  # noqa: E402
+                      sandbox_notebook, sandbox_test_sources)
 
 MAX_RECORD_BYTES = 32 * 1024 * 1024
-MAX_EXTRA_FILE_BYTES = 20 * 1024 * 1024
-RESERVED_NAMES = {"records.jsonl", ".input", "timestamp.txt"}
-GRADER_VERSION = "2"
+GRADER_VERSION = "3"
 ENGINES = ("dask", "threads")
 
 
@@ -111,6 +113,34 @@ def _regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _course_cell(cell) -> bool:
+    return not meta(cell).get("solution") and not cell.get("metadata", {}).get("llmcourse_student_cell")
+
+
+def _shown_outputs(outputs: list, secrets_: list[str]) -> list:
+    """Outputs of the reference run that feedback may show: text and PNG, quoting no hidden test."""
+    keep = []
+    for o in outputs[:50]:
+        if not isinstance(o, dict):
+            continue
+        text = json.dumps(o.get("text", "")) + json.dumps((o.get("data") or {}).get("text/plain", ""))
+        if any(sec in text for sec in secrets_):
+            continue
+        kind = o.get("output_type")
+        if kind == "stream" and isinstance(o.get("text"), str):
+            keep.append({"output_type": "stream", "name": "stdout" if o.get("name") == "stdout" else "stderr",
+                         "text": o["text"][:20000]})
+        elif kind in ("display_data", "execute_result"):
+            data = {k: v for k, v in (o.get("data") or {}).items() if k in ("image/png", "text/plain")
+                    and isinstance(v, str)}
+            if data:
+                keep.append({"output_type": "display_data", "data": data, "metadata": {}})
+        elif kind == "error":
+            keep.append({"output_type": "error", "ename": str(o.get("ename", "Error"))[:100],
+                         "evalue": str(o.get("evalue", ""))[:300], "traceback": []})
+    return keep
 
 
 def _read_json_capped(path: Path, cap: int):
@@ -168,6 +198,7 @@ class Grader:
         self.reports = self.root / "reports" / assignment
         self.writer = Writer(self.root, self.env)
         self._fonts: dict | None = None
+        self._test_sources: dict[str, dict] = {}
         self.notebooks = source_notebooks(self.root, assignment)
         if not self.notebooks:
             raise GraderError(f"no source notebooks for {assignment}")
@@ -177,29 +208,27 @@ class Grader:
             raise GraderError(f"release/{assignment} lacks {missing}: run `make release` first")
 
     # ------------------------------------------------------------------ one sandboxed run
-    def _run(self, canonical_nb, workdir: Path, extra_files: list[Path] = ()):
-        """Execute in the sandbox; return (sandbox result, executed cells by index or None, records)."""
-        if workdir.exists():
-            shutil.rmtree(workdir)
-        workdir.mkdir(parents=True)
-        for f in extra_files:   # regular files only, never links, never the grader's own names
-            try:
-                st = os.lstat(f)
-                if stat.S_ISREG(st.st_mode) and st.st_size <= MAX_EXTRA_FILE_BYTES \
-                        and f.name not in RESERVED_NAMES:
-                    shutil.copyfile(f, workdir / f.name, follow_symlinks=False)
-            except OSError:
-                pass
+    def test_sources(self, nb_path: Path) -> dict:
+        """The sandbox's version of each test cell of a course notebook (computed once)."""
+        key = str(nb_path)
+        if key not in self._test_sources:
+            self._test_sources[key] = sandbox_test_sources(nbformat.read(str(nb_path), 4))
+        return self._test_sources[key]
+
+    def _run(self, canonical_nb, workdir: Path | None = None, test_sources: dict | None = None):
+        """Execute in the sandbox; return (sandbox result, executed cells by index or None, records).
+
+        Nothing of the submission but its notebook enters the sandbox (`workdir` is unused:
+        the sandbox's work folder is a fresh tmpfs)."""
         key = secrets.token_bytes(32)
-        payload = key.hex().encode() + b"\n" + nbformat.writes(sandbox_notebook(canonical_nb)).encode()
+        payload = key.hex().encode() + b"\n" + nbformat.writes(sandbox_notebook(canonical_nb, test_sources)).encode()
         env = {"LLMCOURSE_RECORD": "/sandbox/records.jsonl", "NBGRADER_EXECUTION": "autograde",
                "LLMCOURSE_CELL_TIMEOUT": str(self.limits.cell_timeout_s),
                "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
-        try:
-            res = sandbox.run(workdir, [sys.executable, "-m", "llmcourse.sandbox_runner"], self.limits,
-                              env=env, stdin_bytes=payload, ro_files=self._font_cache())
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+        python = sandbox.python_executable()
+        res = sandbox.run(None, [python, "-m", "llmcourse.sandbox_runner"], self.limits, env=env,
+                          stdin_bytes=payload, ro_files=self._font_cache(),
+                          diagnose=[python, "-c", "import llmcourse.sandbox_runner"])
         cells: list = [None] * len(canonical_nb.cells)
         record_text = []
         seen_any = False
@@ -209,6 +238,9 @@ class Grader:
                 continue  # not from the runner: forged by student code, or broken
             try:
                 msg = json.loads(body)
+                if "fatal" in msg:
+                    res.stderr_tail = str(msg["fatal"])[-4000:]
+                    continue
                 idx = int(msg["index"])
                 outputs = [o for o in msg.get("outputs", []) if isinstance(o, dict)][:50]
                 seconds = float(msg.get("seconds", 0))
@@ -244,12 +276,20 @@ class Grader:
 
     # ------------------------------------------------------------------ reference
     def reference_records(self, nb_path: Path) -> dict:
+        return self.reference(nb_path)["records"]
+
+    def reference(self, nb_path: Path) -> dict:
+        """The reference solution's run in the sandbox (cached): {"records", "outputs"}.
+
+        "outputs": the outputs of the course's cells before the first answer cell, the only
+        outputs feedback shows besides the verdicts (they depend on no answer, and no
+        student code ran when they were made)."""
         src = nbformat.read(str(nb_path), 4)
         key = hashlib.sha256((nbformat.writes(src) + GRADER_VERSION).encode()).hexdigest()[:16]
         cache = self.state / "reference" / f"{nb_path.stem}-{key}.json"
         if cache.is_file():
             return json.loads(cache.read_text())
-        res, cells, records = self._run(src, self.state / "reference" / f"run-{nb_path.stem}")
+        res, cells, records = self._run(src, None, self.test_sources(nb_path))
         problems = []
         if cells is None:
             problems.append(f"the run produced no results ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
@@ -267,9 +307,14 @@ class Grader:
         if problems:
             raise GraderError(f"the reference solution of {self.assignment}/{nb_path.name} does not pass in the "
                               f"sandbox: " + "; ".join(problems[:5]))
+        first_answer = next((i for i, c in enumerate(src.cells) if meta(c).get("solution")), len(src.cells))
+        secrets_ = hidden_secrets(src)
+        outputs = [_shown_outputs((cells[i] or {}).get("outputs", []), secrets_) if src.cells[i].cell_type == "code"
+                   else [] for i in range(first_answer)]
+        value = {"records": records, "outputs": outputs}
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(records))
-        return records
+        cache.write_text(json.dumps(value))
+        return value
 
     # ------------------------------------------------------------------ one submission
     def grade_one(self, student: str, references: dict) -> Outcome:
@@ -296,8 +341,6 @@ class Grader:
             outcome.flags.append(f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
         present = sorted(p for p in sub_dir.glob("*.ipynb") if _regular(p))
         expected_names = {nb.name for nb in self.notebooks}
-        extras = [p for p in sub_dir.iterdir() if _regular(p) and p.suffix != ".ipynb"
-                  and p.name != "timestamp.txt" and not p.name.startswith(".")]
         for nb_path in self.notebooks:
             sub_nb = sub_dir / nb_path.name
             if not _regular(sub_nb):
@@ -307,15 +350,14 @@ class Grader:
                     sub_nb = others[0]
                 else:
                     sub_nb = None
-            source_nb = nbformat.read(str(nb_path), 4)
-            release_nb = nbformat.read(str(self.root / "release" / self.assignment / nb_path.name), 4)
-            canon: Canonical = canonical_notebook(source_nb, release_nb, sub_nb)
+            canon: Canonical = prepare(nb_path, self.root / "release" / self.assignment / nb_path.name, sub_nb,
+                                       drop_to=sandbox.SANDBOX_HOST_UID, env=self.env)
             outcome.flags.extend(canon.flags)
             if canon.rejected:
                 outcome.rejected = canon.rejected
                 outcome.flags.append(f"rejected: {canon.rejected}; graded as the blank notebook")
             t_run = time.perf_counter()
-            res, cells, records = self._run(canon.nb, self.state / "runs" / student / nb_path.stem, extras)
+            res, cells, records = self._run(canon.nb, None, self.test_sources(nb_path))
             outcome.run_seconds += round(time.perf_counter() - t_run, 2)
             if res.timed_out:
                 outcome.flags.append(f"the run hit the {self.limits.wall_s} s wall-time limit and was killed")
@@ -336,14 +378,14 @@ class Grader:
             shutil.rmtree(staged)
         staged.mkdir(parents=True)
         for name, canon_nb, cells, records in ex.runs:
-            verdicts = decide(canon_nb, cells, records, references[name])
+            verdicts = decide(canon_nb, cells, records, references[name]["records"])
             for v in verdicts:
                 outcome.cells[v.grade_id] = {"points": v.points, "passed": v.passed, "reason": v.reason}
                 if v.tampered:
                     outcome.flags.append(f"{v.grade_id}: {v.tampered}")
                 if not v.passed and v.reason.startswith("CheckFailed: ["):
                     outcome.failed_checks.append(v.reason.split("[", 1)[1].split("]", 1)[0])
-            graded_nb = self._merge(canon_nb, cells, verdicts)
+            graded_nb = self._merge(canon_nb, cells, verdicts, references[name]["outputs"])
             nbformat.write(graded_nb, str(staged / name))
         # nbgrader's own small files: the timestamp, and the exchange's submission secret
         # (release_feedback / `make return` refuses a feedback folder without it).
@@ -365,56 +407,39 @@ class Grader:
         return outcome
 
     @staticmethod
-    def _merge(canonical_nb, cells, verdicts):
-        """The notebook nbgrader records: course sources, trusted test verdicts, safe outputs.
+    def _merge(canonical_nb, cells, verdicts, reference_outputs: list | None = None):
+        """The notebook nbgrader records: course sources, trusted verdicts, outputs of no student run.
 
-        Outputs of the student's own cells are dropped (student code can see the hidden tests
-        being sent to its kernel and could print them), outputs of the course's locked cells
-        are kept only as plain text or images and only if they quote no hidden-test text.
+        - test cells: only the grader's verdict (its own text, llmcourse.trusted.decide);
+        - the course's cells before the first answer cell: their outputs from the *reference*
+          run (text and PNG only), which depend on no answer and ran no student code;
+        - every other cell: no outputs. Whatever the student's run printed or displayed (a
+          hook in the kernel sees every test cell sent to it and could print it) is dropped;
+        - markdown answers: student-written HTML sanitised (llmcourse.htmlsafe).
+        `cells` (the student's run) is used for nothing but the verdicts it was decided from.
         """
         nb = nbformat.from_dict(json.loads(json.dumps(canonical_nb)))
         by_id = {v.grade_id: v for v in verdicts}
-        secrets_ = hidden_secrets(canonical_nb)
-
-        def clean(o) -> bool:
-            text = json.dumps(o.get("text", "")) + json.dumps(o.get("data", {}).get("text/plain", ""))
-            return not any(sec in text for sec in secrets_)
-
+        first_answer = next((i for i, c in enumerate(nb.cells) if not _course_cell(c)), len(nb.cells))
+        ref = reference_outputs or []
         for i, c in enumerate(nb.cells):
+            if c.cell_type == "markdown" and meta(c).get("solution"):
+                c.source = sanitize_markdown(c.source)
+                c.pop("attachments", None)
+                continue
             if c.cell_type != "code":
                 continue
-            ran = cells[i] if cells is not None else None
-            outputs = []
-            for o in (ran or {}).get("outputs", [])[:50]:
-                try:
-                    outputs.append(nbformat.from_dict(o))
-                except Exception:
-                    pass
-            gid = meta(c).get("grade_id")
             c.execution_count = None
+            gid = meta(c).get("grade_id")
             if is_test_cell(c):
                 v = by_id[gid]
-                text = "".join(o.get("text", "") for o in outputs
-                               if o.get("output_type") == "stream" and o.get("name") == "stdout" and clean(o))[:4000]
-                c.outputs = [new_output("stream", name="stdout", text=text)] if text else []
+                c.outputs = []
                 if not v.passed:
                     ename, _, evalue = (v.reason or "Failed: the test did not pass").partition(": ")
                     c.outputs.append(new_output("error", ename=ename or "Failed", evalue=evalue,
                                                 traceback=[f"{ename}: {evalue}"]))
-            elif meta(c).get("locked") and not meta(c).get("solution"):
-                keep = []
-                for o in outputs:
-                    kind = o.get("output_type")
-                    if kind == "stream" and clean(o):
-                        keep.append(o)
-                    elif kind in ("display_data", "execute_result"):
-                        data = {k: v for k, v in o.get("data", {}).items() if k in ("image/png", "text/plain")}
-                        if data and clean(o):
-                            keep.append(new_output("display_data", data=data))
-                    elif kind == "error":
-                        keep.append(new_output("error", ename=str(o.get("ename", "Error"))[:100],
-                                               evalue=str(o.get("evalue", ""))[:300], traceback=[]))
-                c.outputs = keep
+            elif i < first_answer and i < len(ref):
+                c.outputs = [nbformat.from_dict(o) for o in ref[i]]
             else:
                 c.outputs = []
         return nb
@@ -463,7 +488,7 @@ class Grader:
         return outcomes
 
     def references(self) -> dict:
-        return {nb.name: self.reference_records(nb) for nb in self.notebooks}
+        return {nb.name: self.reference(nb) for nb in self.notebooks}
 
     def _run_threads(self, students):
         references = self.references()
@@ -520,25 +545,25 @@ class Grader:
         r = self.reports
         r.mkdir(parents=True, exist_ok=True)
         with open(r / "lms_grades.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+            w = SafeWriter(fh)
             w.writerow(["student_id", "assignment", "autograded_points", "autograded_max", "flagged"])
             for o in outcomes:
                 w.writerow([o.student, o.assignment, o.score, o.max_score, "yes" if o.flags else ""])
         with open(r / "flagged.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+            w = SafeWriter(fh)
             w.writerow(["student_id", "reason"])
             for o in outcomes:
                 for f in o.flags:
                     w.writerow([o.student, f])
         with open(r / "timing.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+            w = SafeWriter(fh)
             w.writerow(["student_id", "seconds", "resumed"])
             for o in outcomes:
                 w.writerow([o.student, o.seconds, o.resumed])
         cell_ids = sorted({g for o in outcomes for g in o.cells})
         fails = {g: sum(1 for o in outcomes if g in o.cells and not o.cells[g]["passed"]) for g in cell_ids}
         with open(r / "test_cells.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+            w = SafeWriter(fh)
             w.writerow(["test_cell", "students_failing", "students_graded"])
             for g in cell_ids:
                 w.writerow([g, fails[g], sum(1 for o in outcomes if g in o.cells)])
@@ -547,7 +572,7 @@ class Grader:
             for n in o.failed_checks:
                 checks[n] = checks.get(n, 0) + 1
         with open(r / "failed_checks.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+            w = SafeWriter(fh)
             w.writerow(["check", "students_failing_first_here"])
             for n, k in sorted(checks.items(), key=lambda kv: -kv[1]):
                 w.writerow([n, k])

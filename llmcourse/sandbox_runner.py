@@ -1,13 +1,16 @@
 """Executes one notebook inside the grading sandbox (python -m llmcourse.sandbox_runner).
 
-Protocol with the grader (llmcourse.grader):
-  stdin : one line with a hex key, then the notebook JSON;
-  stdout: after every code cell, one line ``<hmac-sha256 hex> <json>`` with the cell's index,
-          its (capped) outputs, its run time and the check records the kernel wrote meanwhile.
-The key never leaves this process (made non-dumpable, so the student's kernel cannot read
-its memory or file descriptors), and the kernel's own stdout/stderr go to /dev/null: a line
-the kernel forges fails the HMAC and is dropped. Nothing is written where the kernel could
-read it back except the records file the checks append to.
+Protocol with the grader (llmcourse.grader), over the Unix socket at LLMCOURSE_CHANNEL
+(llmcourse.sandbox: this process connects first, then the grader stops listening):
+  in : one line with a hex key, then the notebook JSON, then end of input;
+  out: after every code cell, one line ``<hmac-sha256 hex> <json>`` with the cell's index,
+       its (capped) outputs, its run time and the check records the kernel wrote meanwhile;
+       a runner that fails sends ``{"fatal": ...}`` the same way.
+The key and the connection never leave this process (made non-dumpable before it connects,
+so the student's kernel cannot read its memory or file descriptors; the socket is not
+inherited by the kernel), and everyone's stdout/stderr is /dev/null: a line the kernel
+forges fails the HMAC and is dropped. Nothing is written where the kernel could read it
+back except the records file the checks append to.
 
 Survives what student cells do to their own kernel: a cell past the time limit is
 interrupted; if the kernel ignores the interrupt (a cell that swallows KeyboardInterrupt)
@@ -23,11 +26,12 @@ import hashlib
 import hmac
 import json
 import os
-import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import traceback
 
 from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
 
@@ -37,7 +41,6 @@ from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
 
 WORK = os.environ.get("LLMCOURSE_RUNNER_WORK", "/sandbox")
-INPUT = os.path.join(WORK, ".input")
 RECORDS = os.path.join(WORK, "records.jsonl")
 MAX_RECORD_BYTES_PER_CELL = 4 * 1024 * 1024
 
@@ -86,26 +89,36 @@ def _not_dumpable() -> None:
 
 
 def _prepare_workdir() -> None:
-    """Copy the submission's own regular files from the read-only input folder; no records yet."""
-    if os.path.isdir(INPUT):
-        for name in os.listdir(INPUT):
-            src = os.path.join(INPUT, name)
-            if os.path.isfile(src) and not os.path.islink(src):
-                try:
-                    shutil.copyfile(src, os.path.join(WORK, name))
-                except OSError:
-                    pass
-    for name in ("records.jsonl",):
-        try:
-            os.remove(os.path.join(WORK, name))
-        except OSError:
-            pass
+    """No records yet (the work folder is a fresh tmpfs; nothing of the submission but its notebook)."""
+    try:
+        os.remove(RECORDS)
+    except OSError:
+        pass
+
+
+def connect() -> socket.socket:
+    """The connection to the grader (the first one to the channel socket)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(os.environ["LLMCOURSE_CHANNEL"])
+    return sock
+
+
+def read_input(sock: socket.socket) -> tuple[bytes, str]:
+    chunks = []
+    while True:
+        piece = sock.recv(1 << 20)
+        if not piece:
+            break
+        chunks.append(piece)
+    data = b"".join(chunks)
+    key_line, _, notebook = data.partition(b"\n")
+    return bytes.fromhex(key_line.strip().decode()), notebook.decode("utf-8")
 
 
 class Emitter:
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, sock: socket.socket):
         self.key = key
-        self.out = os.fdopen(os.dup(1), "wb", buffering=0)
+        self.out = sock.makefile("wb", buffering=0)
         self.records_pos = 0
 
     def new_records(self) -> str:
@@ -129,12 +142,17 @@ def main() -> int:
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _not_dumpable()
-    key = bytes.fromhex(sys.stdin.readline().strip())
-    nb = nbformat.reads(sys.stdin.read(), as_version=4)
-    emitter = Emitter(key)
-    # nothing but the emitter may write to the grader's pipe
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
+    sock = connect()
+    key, text = read_input(sock)
+    emitter = Emitter(key, sock)
+    try:
+        return run(emitter, nbformat.reads(text, as_version=4))
+    except BaseException:
+        emitter.emit({"fatal": traceback.format_exc()[-3000:]})
+        raise
+
+
+def run(emitter: Emitter, nb) -> int:
     _prepare_workdir()
 
     cell_timeout = int(os.environ.get("LLMCOURSE_CELL_TIMEOUT", "60"))

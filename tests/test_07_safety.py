@@ -191,7 +191,97 @@ def _attacks(course, port: int) -> dict[str, tuple]:
         "reordered": (_reordered(ok), NB, CORRECT, None),
         "huge_outputs": (_with_huge_output(ok), NB, CORRECT, None),
         "grade_id_edited": (_rename_gid(ok, "logsumexp", "my_lse"), NB, CORRECT - LSE_POINTS, "missing"),
+        # issue 14: one regression attack per class the second red team got through
+        # (4) bounded trusted-side work: 2 MB of trivial code after the last answer
+        "trailing_code": (_with_trailing_code(ok), NB, 0.0, "over the limit"),
+        # (6) a recorded value the trusted comparison cannot handle: a per-check verdict
+        "huge_number": (with_solution(ok, "logsumexp", "def logsumexp(x, axis=None):\n    return 10**400\n"),
+                        NB, CORRECT - LSE_POINTS, None),
+        # (7) exception text and a notebook name written to attack the reports' readers
+        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.checks import CheckFailed\n"
+                                        "def logsumexp(x, axis=None):\n"
+                                        "    raise CheckFailed('[=HYPERLINK(\"http://evil/\",\"x\")] \\x1b[2J')\n"),
+                          NB, CORRECT - LSE_POINTS, None),
+        "escape_name": (ok, "\x1b]0;owned\x07\x1b[2Jhomework.ipynb", CORRECT, "renamed"),
+        # (1) whatever lies beside the notebook never enters the sandbox
+        "solution_beside": (with_solution(ok, "logsumexp", "from helper import logsumexp\n"), NB,
+                            CORRECT - LSE_POINTS, None),
+        # (5) reach inside the sandbox: any of these working switches to a correct logsumexp
+        "reach_out": (with_solution(ok, "logsumexp", WRONG_LSE + REACH_OUT), NB, CORRECT - LSE_POINTS, None),
+        # (3) a hook that sees every cell sent to the kernel and prints it, encoded, during locked cells
+        "spy_encoded": (with_cell(ok, "conditionals_from_joint", SPY_ENCODED), NB, CORRECT, None),
+        # (2) script in a written answer
+        "script_answer": (_with_script_answer(ok), NB, CORRECT, None),
     }
+
+
+REACH_OUT = """
+import ctypes, json, os, socket
+escaped = []
+for fd in os.listdir('/proc/1/fd'):                      # the sandbox's pid 1: no grader pipe or file
+    try:
+        target = os.readlink('/proc/1/fd/' + fd)
+    except OSError:
+        continue
+    if target != '/dev/null' and not target.startswith('anon_inode:'):
+        escaped.append('pid1 holds ' + target)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) == 0:                        # a nested user namespace
+    escaped.append('unshare')
+if libc.ptrace(16, os.getppid(), 0, 0) == 0:             # PTRACE_ATTACH to the runner
+    escaped.append('ptrace')
+try:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.environ.get('LLMCOURSE_CHANNEL', '/run/llmcourse/channel'))
+    escaped.append('channel')
+except OSError:
+    pass
+caps = [l for l in open('/proc/self/status') if l.startswith('CapEff')][0].split()[1]
+if int(caps, 16):
+    escaped.append('capabilities')
+if open('/proc/self/uid_map').read().split()[:1] != ['65534']:
+    escaped.append('uid map')
+if escaped:
+    def logsumexp(x, axis=None):
+        import numpy as np
+        x = np.asarray(x, dtype=np.float64)
+        m = np.max(x, axis=axis, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        with np.errstate(divide='ignore'):
+            s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+        return s.reshape(())[()] if axis is None else np.squeeze(s, axis=axis)
+"""
+
+SPY_ENCODED = """
+import base64, threading, time
+seen = []
+get_ipython().input_transformers_cleanup.append(lambda lines: (seen.extend(lines), lines)[1])
+def leak():
+    for _ in range(120):
+        time.sleep(0.5)
+        print('LEAK:' + base64.b64encode(''.join(seen).encode()).decode()[-2000:])
+threading.Thread(target=leak, daemon=True).start()
+for name in ['expected', 'ref', 'want', 'reference']:   # names that hidden tests might assign
+    globals().get(name)
+"""
+
+SCRIPT_ANSWER = ("My answer. <script>window.__pwned = 1</script>"
+                 "<img src=x onerror=\"window.__pwned = 2\"> [more](javascript:window.__pwned=3)")
+
+
+def _with_trailing_code(ok):
+    nb = _copy(ok)
+    for _ in range(35):   # 35 cells of 60 KB: 2 MB of trivial code after the last answer
+        nb.cells.append(nbformat.v4.new_code_cell("a = 1\n" * 10000))
+    return nb
+
+
+def _with_script_answer(ok):
+    nb = _copy(ok)
+    for c in nb.cells:
+        if meta(c).get("solution") and c.cell_type == "markdown":
+            c.source = SCRIPT_ANSWER
+    return nb
 
 
 def _blank(ok):
@@ -296,6 +386,15 @@ def test_hostile_class_cannot_gain_or_harm(course):
     (extra / "gb.txt").symlink_to(course.root / "gradebook.db")
     (extra / "records.jsonl").write_text('{"name": "test_logsumexp/small", "kind": "close", "value": 0.6931471805599453}\n')
     (extra / "notes\udcff.txt").write_bytes(b"a file whose name is not UTF-8")
+    (course.root / "submitted" / "solution_beside" / A / "helper.py").write_text(
+        "import numpy as np\n"
+        "def logsumexp(x, axis=None):\n"
+        "    x = np.asarray(x, dtype=np.float64)\n"
+        "    m = np.max(x, axis=axis, keepdims=True)\n"
+        "    m = np.where(np.isfinite(m), m, 0.0)\n"
+        "    with np.errstate(divide='ignore'):\n"
+        "        s = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m\n"
+        "    return s.reshape(())[()] if axis is None else np.squeeze(s, axis=axis)\n")
     attacks["symlinked_notebook"] = (None, NB, 0.0, "symbolic links")
     attacks["symlinked_extras"] = (None, NB, CORRECT - LSE_POINTS, "symbolic links")
     protected = {p: _tree_hash(p) for p in [course.root / "source", course.root / "release",
@@ -311,7 +410,9 @@ def test_hostile_class_cannot_gain_or_harm(course):
     for student, (_, _, want, flag) in attacks.items():
         o = outcomes[student]
         if o.score != want:
-            problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags})")
+            lost = {g: c["reason"][:120] for g, c in o.cells.items() if not c["passed"]}
+            problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags}; "
+                            f"failed cells: {dict(list(lost.items())[:3])})")
         if flag and not any(flag in f for f in o.flags):
             problems.append(f"{student}: expected a flag containing {flag!r}, got {o.flags}")
         if any(f.startswith("grader error") for f in o.flags):
@@ -337,6 +438,27 @@ def test_hostile_class_cannot_gain_or_harm(course):
     page = next((course.root / "feedback" / "spy_on_tests" / A).glob("*.html")).read_text()
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
     assert not shown, f"hidden test text in feedback: {shown[:3]}"
+    # (3) nothing a student's run printed reaches the graded notebook or feedback, encoded or not
+    import re
+    leaked = re.compile(r"LEAK:[A-Za-z0-9+/=]{16,}")     # the payload, not the attack's own source text
+    assert "LEAK:" not in outputs_text("spy_encoded")
+    run_nbgrader(["generate_feedback", A, "--student", "spy_encoded", "--force"], cwd=course.root, env=course.env)
+    page = next((course.root / "feedback" / "spy_encoded" / A).glob("*.html")).read_text()
+    assert not leaked.search(page), "what the spy printed reached the feedback"
+    # (2) no live HTML of a written answer in what Formgrader and feedback render
+    staged = nbformat.read(str(next((graded / "script_answer" / A).glob("*.ipynb"))), 4)
+    answers = [c.source for c in staged.cells if c.cell_type == "markdown" and meta(c).get("solution")]
+    assert answers and all("<script" not in a and "onerror" not in a and "javascript:" not in a for a in answers)
+    run_nbgrader(["generate_feedback", A, "--student", "script_answer", "--force"], cwd=course.root, env=course.env)
+    page = next((course.root / "feedback" / "script_answer" / A).glob("*.html")).read_text()
+    assert "window.__pwned = 1</script>" not in page and "onerror" not in page and "My answer." in page
+    # (7) reports: no formula, no terminal control sequence, whatever the students wrote
+    import csv
+    for f in (course.root / "reports" / A).glob("*.csv"):
+        text = f.read_text()
+        assert "\x1b" not in text and "\x07" not in text, f"{f.name} holds control characters"
+        for row in csv.reader(text.splitlines()):
+            assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in row), (f.name, row)
     scores = cell_scores(db_url, A)
     assert set(scores) == set(attacks) | {"control"}
     print(f"\n{len(attacks)} hostile submissions graded in {batch_s:.0f} s")
@@ -368,7 +490,11 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
     _submit(course, "r_blank", blank)
 
     env = dict(course.env, LLMCOURSE_LIMIT_CELL_TIMEOUT_S="10", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "llmcourse.cli", "grade", "--assignment", A, "--workers", "1",
+    # (issue 14) the grader is started through a virtual environment reached by a symbolic link
+    # (a course whose .venv is a link): the sandbox must start and bind the resolved interpreter
+    venv_link = tmp_path / "linked-venv"
+    venv_link.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
+    cmd = [str(venv_link / "bin" / "python"), "-m", "llmcourse.cli", "grade", "--assignment", A, "--workers", "1",
            "--students", ",".join(students)]
     proc = subprocess.Popen(cmd, cwd=course.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -385,6 +511,7 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
     proc.wait()
     assert proc.returncode in (-signal.SIGKILL, None) or proc.returncode == 0, f"the grader failed ({proc.returncode})"
     finished = [s for s in students if (done_dir / f"{s}.json").exists()]
+    assert finished, "the grader started through a linked .venv graded nothing before the deadline"
     assert len(finished) < len(students), "the grader finished before it could be killed"
 
     out1 = {o.student: o for o in _grader(course).grade_all(only=students)}
@@ -415,3 +542,144 @@ def test_class_fixture_used_the_sandboxed_grader(graded_course):
     if not graded_course.sandboxed:
         require_sandbox()
     assert graded_course.sandboxed
+
+
+# ---------------------------------------------------------------------------------- issue 14
+PROBE = r"""
+import ctypes, json, os, socket, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(os.environ["LLMCOURSE_CHANNEL"])
+got = b""
+while True:
+    piece = s.recv(65536)
+    if not piece:
+        break
+    got += piece
+info = {"got": got.decode()}
+info["pid1_fds"] = {fd: os.readlink(f"/proc/1/fd/{fd}") for fd in os.listdir("/proc/1/fd")}
+libc = ctypes.CDLL(None, use_errno=True)
+info["unshare"] = libc.unshare(0x10000000)
+info["ptrace"] = libc.ptrace(16, 1, 0, 0)
+info["status"] = {k: v.strip() for k, _, v in (l.partition(":") for l in open("/proc/self/status"))
+                  if k in ("CapEff", "CapPrm", "CapBnd", "NoNewPrivs", "Seccomp")}
+try:
+    socket.socket(socket.AF_UNIX).connect(os.environ["LLMCOURSE_CHANNEL"])
+    info["second_connection"] = True
+except OSError:
+    info["second_connection"] = False
+info["shm"] = os.path.exists("/dev/shm") and bool(os.listdir("/dev/shm"))
+info["sys"] = os.path.exists("/sys/fs")
+time.sleep(1.5)          # the host looks at this process's uid meanwhile
+s.sendall((json.dumps(info) + "\n").encode())
+"""
+
+
+def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
+    """(5) pid 1 holds /dev/null only, one connection to the grader, no nested user namespace,
+    no ptrace, no capabilities, seccomp on, and every process of the sandbox is the host uid
+    SANDBOX_HOST_UID, never root."""
+    require_sandbox()
+    from llmcourse import sandbox
+    seen_uids: set[int] = set()
+    result = {}
+
+    def run():
+        result["r"] = sandbox.run(None, [sandbox.python_executable(), "-c", PROBE],
+                                  sandbox.Limits(wall_s=60), stdin_bytes=b"input-bytes")
+
+    before = _cgroups()
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 30
+    while t.is_alive() and time.time() < deadline:
+        for cg in set(Path("/sys/fs/cgroup/pids").glob("llmcourse-*")):
+            if cg.name in before:
+                continue
+            try:
+                pids = (cg / "cgroup.procs").read_text().split()
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    uid_line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                    if l.startswith("Uid:"))
+                    seen_uids |= {int(u) for u in uid_line.split()[1:]}
+                except (OSError, StopIteration):
+                    pass
+        time.sleep(0.05)
+    t.join()
+    r = result["r"]
+    assert r.lines, f"no result from the probe: {r.stderr_tail}"
+    info = json.loads(r.lines[0])
+    assert info["got"] == "input-bytes"
+    assert set(info["pid1_fds"].values()) <= {"/dev/null"} | {v for v in info["pid1_fds"].values()
+                                                           if v.startswith("anon_inode:")}, info["pid1_fds"]
+    assert info["unshare"] == -1 and info["ptrace"] == -1
+    assert int(info["status"]["CapEff"], 16) == 0 and int(info["status"]["CapBnd"], 16) == 0
+    assert info["status"]["NoNewPrivs"] == "1" and info["status"]["Seccomp"] == "2"
+    assert info["second_connection"] is False
+    assert not info["shm"] and not info["sys"]
+    assert seen_uids == {sandbox.SANDBOX_HOST_UID}, f"sandbox processes ran as {seen_uids}"
+
+
+def _entry(inbound: Path, name: str, uid: int, files: dict, links: dict | None = None,
+           hardlinks: dict | None = None, fifo: bool = False) -> Path:
+    d = inbound / name
+    d.mkdir()
+    for f, data in files.items():
+        (d / f).write_bytes(data)
+    for f, target in (links or {}).items():
+        (d / f).symlink_to(target)
+    if fifo:
+        os.mkfifo(d / "pipe")
+    for p in [d, *d.iterdir()]:
+        os.lchown(p, uid, uid)
+    for f, target in (hardlinks or {}).items():   # keeps the target's owner
+        os.link(target, d / f)
+    return d
+
+
+def test_collect_trusts_nothing_in_the_exchange(tmp_path):
+    """(1) links and special files refused, the owner decides the student id, a forged later entry
+    in a victim's name is refused, reads happen as the entry's owner (here: accounts nobody and daemon)."""
+    import pwd
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the entries owners")
+    from llmcourse.course import make_scratch_course
+    nobody, daemon = pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("daemon").pw_uid
+    c = make_scratch_course(tmp_path / "course", ROOT, [A])
+    inbound = c.root / "exchange" / "llm-course" / "inbound"
+    inbound.mkdir(parents=True)
+    os.chmod(c.root / "exchange", 0o755)
+    honest = (ROOT / "release" / A / NB).read_bytes()
+    src = c.root / "source" / A / NB
+    # the victim (daemon) submits honestly; the attacker (nobody) forges a later entry in daemon's name
+    _entry(inbound, f"daemon+{A}+2030-01-01 10:00:00.000000 UTC+v1", daemon, {NB: honest})
+    _entry(inbound, f"daemon+{A}+2030-01-02 10:00:00.000000 UTC+f1", nobody, {NB: b"forged"})
+    # the attacker's own entry: the notebook is a link to the instructor's source, plus a hard link,
+    # a FIFO (a reader that blocked on it would hang collect) and a sub-folder
+    _entry(inbound, f"nobody+{A}+2001-01-01 11:00:00.000000 UTC+a1", nobody, {"notes.txt": b"mine"},
+           links={NB: src, "extra.py": "/etc/shadow"}, hardlinks={"copy.ipynb": src}, fifo=True)
+    (inbound / f"nobody+{A}+2001-01-01 11:00:00.000000 UTC+a1" / "sub").mkdir()
+    # an entry that is itself a link to a folder, and one owned by an id with no account
+    (inbound / f"nobody+{A}+2030-01-03 10:00:00.000000 UTC+l1").symlink_to(c.root / "source" / A)
+    _entry(inbound, f"ghost+{A}+2030-01-01 10:00:00.000000 UTC+g1", 54321, {NB: honest})
+    env = dict(c.env, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "llmcourse.cli", "collect", "--assignment", A], cwd=c.root,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    sub = c.root / "submitted"
+    assert sorted(p.name for p in sub.iterdir()) == ["daemon", "nobody"]
+    assert (sub / "daemon" / A / NB).read_bytes() == honest, "the victim keeps their own submission"
+    got = sorted(p.name for p in (sub / "nobody" / A).iterdir())
+    assert got == ["notes.txt", "timestamp.txt"], got
+    assert not any(p.is_symlink() for p in sub.rglob("*"))
+    for what in ("claims to be daemon's but is owned by nobody", "symbolic link", "special file", "hard link",
+                 "a folder", "not a folder", "no account"):
+        assert what in out, f"collect did not report {what!r}:\n{out}"
+    assert (c.root / "reports" / A / "collect_refused.csv").is_file()
+    # stamps: the later of the entry's claim and its last status change (which its owner cannot set back)
+    assert (sub / "daemon" / A / "timestamp.txt").read_text().startswith("2030-01-01 10:00:00")
+    backdated = (sub / "nobody" / A / "timestamp.txt").read_text()
+    assert not backdated.startswith("2001") and backdated[:4] == time.strftime("%Y", time.gmtime()), backdated

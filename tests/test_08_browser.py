@@ -15,6 +15,11 @@ fixture:
    score; feedback generated and released from Formgrader;
 3. student: Fetch Feedback; the feedback page shows the score and no hidden test.
 
+The student's written answers carry a hostile payload (a <script>, an <img onerror>, a
+javascript: link, each setting window.__pwned): the Formgrader grading page of the
+submission and the feedback page must render the answer as text, run none of it (the
+flag stays unset) and hold no such element (issue 14).
+
 nbgrader's exchange names a submission by the OS user running the student's JupyterLab
 (`root` on a CI runner), so that is the student id; the gradebook calls them Ada Lovelace.
 
@@ -51,6 +56,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 TIMEOUT_MS = 60_000          # any single UI step
+HOSTILE_ANSWER = ("A written answer, typed by the browser test's student. <script>window.__pwned = 1</script>"
+                  '<img src="x" onerror="window.__pwned = 2"> [a link](javascript:window.__pwned=3)')
 SLOW_MS = 300_000            # Validate and feedback generation execute / convert the notebook
 
 
@@ -130,6 +137,26 @@ def no_dialog(page, timeout: float = TIMEOUT_MS) -> None:
 def wait_kernel_idle(page, timeout: float = TIMEOUT_MS) -> None:
     need(page.locator('.jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status="idle"]'),
          "an idle kernel in the notebook's toolbar", timeout=timeout)
+
+
+def assert_inert(page, what: str) -> None:
+    """The hostile answer's payload did not run and left no live element in `page`."""
+    assert page.evaluate("typeof window.__pwned") == "undefined", f"a script of the student's ran in {what}"
+    live = page.evaluate("""() => {
+        const bad = [];
+        for (const el of document.querySelectorAll('*')) {
+            if (el.tagName === 'SCRIPT' && el.textContent.includes('__pwned')) bad.push('script');
+            for (const a of el.attributes) {
+                if (a.name.startsWith('on') && a.value.includes('__pwned')) bad.push(el.tagName + '[' + a.name + ']');
+                if ((a.name === 'href' || a.name === 'src') && a.value.toLowerCase().startsWith('javascript:'))
+                    bad.push(el.tagName + '[' + a.name + ']');
+            }
+        }
+        return bad;
+    }""")
+    assert not live, f"{what} holds live elements of the student's answer: {live}"
+    assert "<script>window.__pwned = 1</script>" in page.locator("body").inner_text(), \
+        f"{what} should show the answer's markup as text"
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +281,7 @@ def test_student_fetches_runs_validates_and_submits(lab):
     answered = copy_nb_without_outputs(read(fetched_nb))   # as after the student's edits: no stale errors
     for cell in answered.cells:   # written answers: nbgrader validate rejects an untouched "YOUR ANSWER HERE"
         if cell.cell_type == "markdown" and cell.metadata.get("nbgrader", {}).get("solution"):
-            cell.source = "A written answer, typed by the browser test's student."
+            cell.source = HOSTILE_ANSWER
     nbformat.write(answered, str(fetched_nb))
     first_answer = next(c for c in read(fetched_nb).cells
                         if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code")
@@ -305,14 +332,17 @@ def test_instructor_grades_in_formgrader_and_releases_feedback(lab):
     root, env = lab.course.root, lab.course.env
     run_nbgrader(["db", "student", "add", lab.student_id, "--first-name=Ada", "--last-name=Lovelace"],
                  cwd=root, env=env)
-    run_nbgrader(["collect", ASSIGNMENT], cwd=root, env=env)
-    assert (root / "submitted" / lab.student_id / ASSIGNMENT / NOTEBOOK).is_file(), "collect found no submission"
+    cli = Path(sys.executable).parent / "llmcourse"
+    proc = subprocess.run([str(cli), "collect", "--assignment", ASSIGNMENT], cwd=root, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)   # what `make collect` runs
+    assert proc.returncode == 0, f"llmcourse collect failed:\n{proc.stdout[-3000:]}"
+    assert (root / "submitted" / lab.student_id / ASSIGNMENT / NOTEBOOK).is_file(), \
+        f"collect found no submission:\n{proc.stdout[-3000:]}"
     try:   # what `make autograde` runs: the course's sandboxed grader, or stock nbgrader (UNSAFE=1)
         sandbox.check_available()
         unsafe = []
     except sandbox.SandboxUnavailable:
         unsafe = ["--unsafe"]
-    cli = Path(sys.executable).parent / "llmcourse"
     proc = subprocess.run([str(cli), "grade", "--assignment", ASSIGNMENT, "--workers", "1", *unsafe],
                           cwd=root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.returncode == 0, f"llmcourse grade failed:\n{proc.stdout[-3000:]}"
@@ -338,6 +368,21 @@ def test_instructor_grades_in_formgrader_and_releases_feedback(lab):
     need(sub_row, f"{lab.student_id}'s submission in Formgrader's Manage Submissions")
     expect(sub_row.locator("td.score"), "the autograded score").to_have_text(f"{total:g} / {maximum:g}")
     shot(page, "instructor-02-formgrader-scores")
+
+    # the grading page of the submission: the hostile written answer is text, nothing of it ran
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{lab.course.db_path}") as gb:
+        sub_nb_id = gb.find_submission_notebook(Path(NOTEBOOK).stem, ASSIGNMENT, lab.student_id).id
+    grading = page.context.new_page()
+    grading.goto(f"{lab.instructor.url}/formgrader/submissions/{sub_nb_id}/?token={lab.instructor.token}")
+    answer = need(grading.locator("text=A written answer, typed by the browser test"),
+                  "the written answer on the grading page")
+    grading.wait_for_load_state("load")
+    grading.wait_for_timeout(1000)
+    answer.first.scroll_into_view_if_needed()
+    shot(grading, "instructor-03a-formgrader-hostile-answer")
+    assert_inert(grading, "Formgrader's grading page")
+    grading.close()
 
     # back to the assignments; generate, then release feedback
     need(fg.locator(".breadcrumb a", has_text="Assignments"), "the 'Assignments' breadcrumb").first.click()
@@ -387,6 +432,8 @@ def test_student_fetches_feedback_without_hidden_tests(lab):
     need(fb.locator("body"), "the feedback page")
     need(fb.locator("text=Score"), "the score on the feedback page")
     shot(fb, "student-06-feedback-page")
+    fb.wait_for_timeout(1000)
+    assert_inert(fb, "the feedback page")
     text = fb.locator("body").inner_text()
     fb.close()
     assert "HIDDEN TESTS" not in text
