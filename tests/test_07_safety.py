@@ -59,7 +59,7 @@ def course(tmp_path_factory):
 def _grader(course, **limits):
     from llmcourse.grader import Grader
     from llmcourse.sandbox import Limits
-    lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=10, cell_output_kb=64)
+    lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=20, cell_output_kb=64)
     for k, v in limits.items():
         setattr(lim, k, v)
     return Grader(course.root, A, workers=2, limits=lim, env=course.env, progress=False)
