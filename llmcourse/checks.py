@@ -111,6 +111,17 @@ def _index_of(flat_index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(idx))
 
 
+def _first_difference(actual: Any, expected: Any, path: tuple = ()) -> tuple[tuple, str]:
+    """Path to the first place where two nested lists differ, and what ``actual`` holds there
+    (never the expected value, only its length)."""
+    if isinstance(actual, list) and isinstance(expected, list):
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            if a != e or type(a) is not type(e):
+                return _first_difference(a, e, path + (i,))
+        return path, f"you returned a list of length {len(actual)}, expected length {len(expected)}"
+    return path, f"you returned {actual!r}"
+
+
 def _as_float(x: Any) -> float:
     if isinstance(x, bool):
         return float(x)
@@ -268,6 +279,11 @@ def check_equal(name: str, actual: Any, expected: Any, *, hint: str = "") -> Non
         a_shape, e_shape = _shape(actual_plain), _shape(expected_plain)
         if a_shape != e_shape:
             _fail(name, f"expected shape/length {e_shape}, got {a_shape if a_shape is not None else _describe(actual)}", hint)
+        if e_shape is None:
+            # Ragged lists (rows of different lengths, both sides alike so far): there is
+            # no flat index to name, so name the path to the first entry that differs.
+            path, what = _first_difference(actual_plain, expected_plain)
+            _fail(name, f"the entry at index {path} differs ({what})", hint)
         a_flat, e_flat = _flatten(actual_plain), _flatten(expected_plain)
         bad = [i for i, (a, e) in enumerate(zip(a_flat, e_flat)) if a != e]
         if bad:

@@ -86,3 +86,15 @@ def test_load_records_ignores_garbage(tmp_path):
     f.write_text('not json\n{"name": 3}\n{"name": "a/b", "kind": "true", "value": true}\n')
     assert list(load_records(f)) == ["a/b"]
     assert load_records(tmp_path / "missing.jsonl") == {}
+
+
+def test_equal_on_ragged_lists_names_the_first_difference_without_the_answer():
+    expected = [[1, 2, 3], [4], [5, 6]]
+    check_equal("t/ragged1", [[1, 2, 3], [4], [5, 6]], expected)
+    with pytest.raises(CheckFailed) as err:
+        check_equal("t/ragged2", [[1, 2, 3], [4], [5, 7]], expected)
+    assert "index (2, 1)" in str(err.value) and "you returned 7" in str(err.value)
+    assert "6" not in str(err.value)
+    with pytest.raises(CheckFailed) as err:
+        check_equal("t/ragged3", [[1, 2, 3], [4, 9], [5, 6]], [[1, 2, 3], [4], [5, 6, 8]])
+    assert "shape" in str(err.value) or "length" in str(err.value)
