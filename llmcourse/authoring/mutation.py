@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -306,6 +307,11 @@ def stale_entries(json_dir: Path, lists: dict[str, dict]) -> list[str]:
     return out
 
 
+def _pct(rate: float) -> str:
+    """A kill rate as a percentage rounded down, so that 100.0% means that nothing survived."""
+    return f"{math.floor(rate * 1000 + 1e-9) / 10:.1f}%"
+
+
 def write_report(json_dir: Path, report: Path, stale: list[str] = ()) -> None:
     data = []
     for p in sorted(json_dir.glob("*.json")):
@@ -326,12 +332,12 @@ def write_report(json_dir: Path, report: Path, stale: list[str] = ()) -> None:
         for k in tot:
             tot[k] += t[k]
         lines.append(f"| {d['notebook']} | {t['mutants']} | {t['equivalent']} | {t['killed']} | {t['survived']} | "
-                     f"{100 * t['kill_rate']:.1f}% | {t['timeouts']} | {d['timing']['wall_s']:.0f} s |")
+                     f"{_pct(t['kill_rate'])} | {t['timeouts']} | {d['timing']['wall_s']:.0f} s |")
     if data:
         rate = tot["killed"] / max(1, tot["killed"] + tot["survived"])
         wall = sum(d["timing"]["wall_s"] for d in data)
         lines.append(f"| **all** | {tot['mutants']} | {tot['equivalent']} | {tot['killed']} | {tot['survived']} | "
-                     f"{100 * rate:.1f}% | {tot['timeouts']} | {wall:.0f} s |")
+                     f"{_pct(rate)} | {tot['timeouts']} | {wall:.0f} s |")
     lines += ["", "Wall time: one `make mutation ASSIGNMENT=<id>` run with "
               f"{data[0]['jobs'] if data else 2} workers on the 2-core development machine (it varies with load; "
               "everything else in this report is deterministic).", ""]
@@ -356,7 +362,7 @@ def write_report(json_dir: Path, report: Path, stale: list[str] = ()) -> None:
                   "| function | mutants | equivalent | killed | survived | kill rate |", "|---|---:|---:|---:|---:|---:|"]
         for fn, s in d["summary"]["functions"].items():
             lines.append(f"| `{fn}` | {s['mutants']} | {s['equivalent']} | {s['killed']} | {s['survived']} | "
-                         f"{100 * s['kill_rate']:.1f}% |")
+                         f"{_pct(s['kill_rate'])} |")
         surv = [r for r in d["mutants"] if r["status"] == "survived" and r["equivalent"] is None]
         lines += ["", f"### Survivors of {d['notebook']} ({len(surv)})", ""]
         if surv:
@@ -466,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                "summary": summary, "mutants": rows,
                "timing": {"wall_s": out["info"]["wall_s"], "probe_cells_s": out["info"].get("probe", {}).get("cells")}}
         t = summary["total"]
-        print(f"{name}: {t['killed']}/{t['mutants'] - t['equivalent']} killed ({100 * t['kill_rate']:.1f}%), "
+        print(f"{name}: {t['killed']}/{t['mutants'] - t['equivalent']} killed ({_pct(t['kill_rate'])}), "
               f"{t['survived']} survived, {t['equivalent']} equivalent, {out['info']['wall_s']:.0f} s")
         if not partial:
             json_dir = rel(args.json_dir)
