@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
@@ -246,16 +245,18 @@ def test_student_cells_that_mention_hidden_names_keep_nothing_alive(tmp_path):
 
 
 def test_feedback_outputs_come_from_the_reference_run_only():
-    from llmcourse.grading.grader import Grader
+    """What the student's run printed never reaches nbgrader: graded_notebook takes no student run, and
+    drops every output the notebook it is given carries (here: a leak in every code cell)."""
+    from llmcourse.grading.merge import graded_notebook
     from llmcourse.grading.trusted import CellVerdict
     src = read(SRC)
-    n = len(src.cells)
-    student_run = [{"cell_type": "code", "metadata": {"llmcourse_seconds": 0.1},
-                    "outputs": [{"output_type": "stream", "name": "stdout", "text": "LEAK:c2VjcmV0"}]}] * n
+    for c in src.cells:
+        if c.cell_type == "code":
+            c.outputs = [nbformat.v4.new_output("stream", name="stdout", text="LEAK:c2VjcmV0")]
     first = next(i for i, c in enumerate(src.cells) if meta(c).get("solution"))
     ref = [[{"output_type": "stream", "name": "stdout", "text": f"reference output {i}\n"}] for i in range(first)]
     verdicts = [CellVerdict(meta(c)["grade_id"], 1.0, True) for c in src.cells if trusted.is_test_cell(c)]
-    merged = Grader._merge(src, student_run, verdicts, ref)
+    merged = graded_notebook(src, verdicts, ref)
     text = json.dumps([c.get("outputs", []) for c in merged.cells if c.cell_type == "code"])
     assert "LEAK" not in text
     code_before = [i for i in range(first) if src.cells[i].cell_type == "code"]
@@ -263,13 +264,13 @@ def test_feedback_outputs_come_from_the_reference_run_only():
 
 
 def test_markdown_answers_are_sanitised_when_staged():
-    from llmcourse.grading.grader import Grader
+    from llmcourse.grading.merge import graded_notebook
     src = read(SRC)
     for c in src.cells:
         if meta(c).get("solution") and c.cell_type == "markdown":
             c.source = "My answer " + PAYLOADS[0] + PAYLOADS[1]
-    merged = Grader._merge(src, None, [trusted.CellVerdict(meta(c)["grade_id"], 1.0, False, "x")
-                                       for c in src.cells if trusted.is_test_cell(c)])
+    merged = graded_notebook(src, [trusted.CellVerdict(meta(c)["grade_id"], 1.0, False, "x")
+                                   for c in src.cells if trusted.is_test_cell(c)])
     answers = [c.source for c in merged.cells if c.cell_type == "markdown" and meta(c).get("solution")]
     assert answers and all("<script" not in a and "onerror" not in a and "My answer" in a for a in answers)
 
@@ -322,10 +323,11 @@ def test_csv_fields_cannot_be_formulas_and_text_cannot_drive_a_terminal():
 
 
 def test_grade_reports_escape_student_text(tmp_path):
-    from llmcourse.grading.grader import Grader, Outcome
+    from llmcourse.grading.reports import write_reports
+    from llmcourse.grading.results import Outcome
     out = Outcome(student="=evil", assignment=A, flags=["notebook renamed to '\x1b[31mx.ipynb'", "=HYPERLINK(1)"],
                   failed_checks=["@x"], cells={"test_a": {"points": 1.0, "passed": False, "reason": "-1"}})
-    Grader.write_reports(SimpleNamespace(reports=tmp_path, assignment=A), [out])
+    write_reports(tmp_path, A, [out])
     for f in tmp_path.glob("*.csv"):
         text = f.read_text()
         assert "\x1b" not in text, f.name
