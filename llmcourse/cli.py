@@ -96,7 +96,7 @@ def cmd_nbgrader(args) -> int:
 
 def cmd_grade(args) -> int:
     """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grading.grader)."""
-    from .grading.grader import grade_assignment
+    from .grading.grader import FlagCode, grade_assignment
 
     root = find_root()
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
@@ -115,10 +115,10 @@ def cmd_grade(args) -> int:
         _say(f"{a}: graded {len(outcomes)} submission(s) in {secs:.0f} s "
              f"({sum(o.resumed for o in outcomes)} unchanged since the last run); {len(flagged)} flagged")
         for o in outcomes:
-            flag = "FLAGGED: " + terminal(o.flags[0]) if o.flags else ""
+            flag = "FLAGGED: " + terminal(o.flags[0].message) if o.flags else ""
             _say(f"  {terminal(o.student):<32} {o.score:>5g} / {o.max_score:<5g} {flag}")
         _say(f"  reports: {run.reports}")
-        if any(f.startswith("grader error") for o in outcomes for f in o.flags):
+        if any(o.has_flag(FlagCode.GRADER_ERROR) for o in outcomes):
             status = 1
     return status
 

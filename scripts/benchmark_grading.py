@@ -134,12 +134,12 @@ class Bench:
         return secs, self.totals(root, env)
 
     def ours(self, template: Path, n: int, workers: int) -> tuple[float, dict, list]:
-        from llmcourse.grading.grader import Grader
+        from llmcourse.grading.grader import FlagCode, Grader
         root, env = self.copy(template, f"ours-{n}-w{workers}", n)
         t0 = time.perf_counter()
         outcomes = Grader(root, self.a, workers=workers, env=env, progress=True, engine=self.args.engine).grade_all()
         secs = time.perf_counter() - t0
-        bad = [o for o in outcomes if any(f.startswith("grader error") for f in o.flags)]
+        bad = [o for o in outcomes if o.has_flag(FlagCode.GRADER_ERROR)]
         if bad:
             raise SystemExit(f"grader errors: {bad[0].flags}")
         return secs, self.totals(root, env), outcomes

@@ -22,6 +22,7 @@ import nbformat
 import pytest
 
 from conftest import require_sandbox
+from llmcourse.grading.flags import FlagCode
 from nbutil import ROOT, meta
 
 A = "01_chain_rule"
@@ -414,9 +415,9 @@ def test_hostile_class_cannot_gain_or_harm(course):
             lost = {g: c["reason"][:120] for g, c in o.cells.items() if not c["passed"]}
             problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags}; "
                             f"failed cells: {dict(list(lost.items())[:3])})")
-        if flag and not any(flag in f for f in o.flags):
+        if flag and not any(flag in f.message for f in o.flags):
             problems.append(f"{student}: expected a flag containing {flag!r}, got {o.flags}")
-        if any(f.startswith("grader error") for f in o.flags):
+        if o.has_flag(FlagCode.GRADER_ERROR):
             problems.append(f"{student}: grader error {o.flags}")
     assert not problems, "\n".join(problems)
 

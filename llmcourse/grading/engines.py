@@ -17,14 +17,14 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
-from .results import GraderError, Outcome
+from .results import FlagCode, GraderError, Outcome
 
 ENGINES = ("dask", "threads")
 
 
 def error_outcome(student: str, assignment: str, exc: BaseException) -> Outcome:
     out = Outcome(student=student, assignment=assignment)
-    out.flags.append(f"grader error: {type(exc).__name__}: {str(exc)[:500]}")
+    out.flag(FlagCode.GRADER_ERROR, f"grader error: {type(exc).__name__}: {str(exc)[:500]}")
     return out
 
 

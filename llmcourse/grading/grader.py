@@ -39,7 +39,7 @@ from .gradebook import Writer, check_gradebook, db_url, file_lock, is_sqlite
 from .pipeline import SubmissionPipeline
 from .reference import ReferenceCache
 from .reports import write_reports
-from .results import Executed, GraderError, NotebookRun, Outcome  # noqa: F401  (the grader's public types)
+from .results import Executed, Flag, FlagCode, GraderError, NotebookRun, Outcome  # noqa: F401  (public types)
 from .sandboxrun import SandboxRunner
 from .state import GRADER_VERSION  # noqa: F401
 

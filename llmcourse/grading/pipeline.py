@@ -19,7 +19,7 @@ import nbformat
 from . import sandbox
 from .gradebook import Writer
 from .merge import graded_notebook
-from .results import Executed, NotebookRun, Outcome
+from .results import Executed, FlagCode, NotebookRun, Outcome
 from .sandboxrun import SandboxRunner
 from .state import ResumeState, hash_files, is_regular
 from .trusted import Canonical, decide, prepare
@@ -57,7 +57,7 @@ class SubmissionPipeline:
         runs = []
         links = sorted(p.name for p in sub_dir.iterdir() if p.is_symlink())
         if links:
-            outcome.flags.append(f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
+            outcome.flag(FlagCode.LINKS_IGNORED, f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
         present = sorted(p for p in sub_dir.glob("*.ipynb") if is_regular(p))
         expected_names = {nb.name for nb in self.notebooks}
         for nb_path in self.notebooks:
@@ -65,7 +65,7 @@ class SubmissionPipeline:
             if not is_regular(sub_nb):
                 others = [p for p in present if p.name not in expected_names]
                 if len(self.notebooks) == 1 and len(others) == 1:
-                    outcome.flags.append(f"notebook renamed to {others[0].name!r}; graded as {nb_path.name}")
+                    outcome.flag(FlagCode.RENAMED, f"notebook renamed to {others[0].name!r}; graded as {nb_path.name}")
                     sub_nb = others[0]
                 else:
                     sub_nb = None
@@ -74,16 +74,16 @@ class SubmissionPipeline:
             outcome.flags.extend(canon.flags)
             if canon.rejected:
                 outcome.rejected = canon.rejected
-                outcome.flags.append(f"rejected: {canon.rejected}; graded as the blank notebook")
+                outcome.flag(FlagCode.REJECTED, f"rejected: {canon.rejected}; graded as the blank notebook")
             t_run = time.perf_counter()
             run = self.runner.run(canon.nb, self.runner.test_sources(nb_path))
             outcome.run_seconds += round(time.perf_counter() - t_run, 2)
             if run.result.timed_out:
-                outcome.flags.append(f"the run hit the {limits.wall_s} s wall-time limit and was killed")
+                outcome.flag(FlagCode.WALL_TIME, f"the run hit the {limits.wall_s} s wall-time limit and was killed")
             if run.result.oom_killed:
-                outcome.flags.append(f"a process hit the {limits.memory_mb} MB memory limit and was killed")
+                outcome.flag(FlagCode.MEMORY, f"a process hit the {limits.memory_mb} MB memory limit and was killed")
             if run.cells is None:
-                outcome.flags.append("the sandboxed run left no usable notebook; every test cell scores 0")
+                outcome.flag(FlagCode.NO_RUN, "the sandboxed run left no usable notebook; every test cell scores 0")
             runs.append(NotebookRun(name=nb_path.name, canonical=canon.nb, cells=run.cells, records=run.records))
         return Executed(outcome=outcome, digest=digest, runs=runs, seconds=time.perf_counter() - t0)
 
@@ -101,9 +101,9 @@ class SubmissionPipeline:
             for v in verdicts:
                 outcome.cells[v.grade_id] = {"points": v.points, "passed": v.passed, "reason": v.reason}
                 if v.tampered:
-                    outcome.flags.append(f"{v.grade_id}: {v.tampered}")
-                if not v.passed and v.reason.startswith("CheckFailed: ["):
-                    outcome.failed_checks.append(v.reason.split("[", 1)[1].split("]", 1)[0])
+                    outcome.flag(FlagCode.TAMPERED, f"{v.grade_id}: {v.tampered}")
+                if not v.passed and v.failed_check is not None:
+                    outcome.failed_checks.append(v.failed_check)
             nbformat.write(graded_notebook(run.canonical, verdicts, references[run.name]["outputs"]),
                            str(staged / run.name))
         # nbgrader's own small files: the timestamp, and the exchange's submission secret

@@ -26,7 +26,7 @@ def write_reports(folder: Path, assignment: str, outcomes: list[Outcome]) -> Pat
     r.mkdir(parents=True, exist_ok=True)
     _csv(r / "lms_grades.csv", ["student_id", "assignment", "autograded_points", "autograded_max", "flagged"],
          ([o.student, o.assignment, o.score, o.max_score, "yes" if o.flags else ""] for o in outcomes))
-    _csv(r / "flagged.csv", ["student_id", "reason"], ([o.student, f] for o in outcomes for f in o.flags))
+    _csv(r / "flagged.csv", ["student_id", "reason"], ([o.student, f.message] for o in outcomes for f in o.flags))
     _csv(r / "timing.csv", ["student_id", "seconds", "resumed"], ([o.student, o.seconds, o.resumed] for o in outcomes))
     cell_ids = sorted({g for o in outcomes for g in o.cells})
     fails = {g: sum(1 for o in outcomes if g in o.cells and not o.cells[g]["passed"]) for g in cell_ids}

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import asdict
 from pathlib import Path
 
 from .results import Outcome
@@ -72,7 +71,10 @@ class ResumeState:
         if not (prior and prior.get("hash") == digest and prior.get("version") == GRADER_VERSION
                 and autograded.is_dir() and isinstance(prior.get("outcome"), dict)):
             return None
-        out = Outcome(**{k: v for k, v in prior["outcome"].items() if k in Outcome.__dataclass_fields__})
+        try:
+            out = Outcome.from_json(prior["outcome"])
+        except (ValueError, KeyError, TypeError, AttributeError):   # an older or damaged state: grade again
+            return None
         out.resumed = True
         return out
 
@@ -81,5 +83,5 @@ class ResumeState:
         path = self._file(student)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"hash": digest, "version": GRADER_VERSION, "outcome": asdict(outcome)}))
+        tmp.write_text(json.dumps({"hash": digest, "version": GRADER_VERSION, "outcome": outcome.to_json()}))
         os.replace(tmp, path)
