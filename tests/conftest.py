@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 _STATE = Path(tempfile.mkdtemp(prefix="llmcourse-test-state-"))
 from llmcourse.grading.course import jupyter_env  # noqa: E402
+from llmcourse.settings import setting  # noqa: E402
 
 os.environ.update(jupyter_env(_STATE))
 
@@ -69,7 +70,7 @@ def graded_course(tmp_path_factory) -> GradedCourse:
 
     from llmcourse.authoring.sampleclass import grade_class
     graded = list_assignments(ROOT, graded_only=True)
-    only = os.environ.get("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
+    only = setting("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
     if only:
         graded = [a for a in graded if a in only.replace(",", " ").split()]
     course = make_scratch_course(tmp_path_factory.mktemp("course") / "course", ROOT, graded)

@@ -28,7 +28,6 @@ logs). The README's screenshots in docs/ are copies of two of them.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -45,6 +44,7 @@ from nbutil import ROOT, graded_test_cells, read, split_hidden
 
 from llmcourse.grading.course import cell_scores, copy_nb_without_outputs, generate_release, run_nbgrader
 from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+from llmcourse.settings import setting
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -78,7 +78,7 @@ DOCS_SHOTS = {"student-03-validate-success": "student-validate.png",
 def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), animations="disabled")   # finished transitions, not half-faded dialogs
-    if name in DOCS_SHOTS and os.environ.get("LLMCOURSE_UPDATE_DOCS_SCREENSHOTS") == "1":
+    if name in DOCS_SHOTS and setting("LLMCOURSE_UPDATE_DOCS_SCREENSHOTS"):
         shutil.copy2(path, ROOT / "docs" / DOCS_SHOTS[name])
     return path
 

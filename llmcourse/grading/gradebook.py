@@ -37,11 +37,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its docstring)
-from .course import CourseError
+from ..settings import setting  # noqa: E402
+from .course import CourseError  # noqa: E402
 
 
 def _write_timeout(env) -> float:
-    return float(env.get("LLMCOURSE_GRADEBOOK_TIMEOUT_S") or 300)
+    return setting("LLMCOURSE_GRADEBOOK_TIMEOUT_S", env)
 
 
 class GradebookError(CourseError):
@@ -50,8 +51,7 @@ class GradebookError(CourseError):
 
 def db_url(root: Path, env: dict | None = None) -> str:
     """The gradebook URL the course's nbgrader_config.py will use under this environment."""
-    env = os.environ if env is None else env
-    return env.get("LLMCOURSE_DB_URL") or "sqlite:///" + str(Path(root) / "gradebook.db")
+    return setting("LLMCOURSE_DB_URL", env) or "sqlite:///" + str(Path(root) / "gradebook.db")
 
 
 def is_sqlite(url: str) -> bool:

@@ -39,9 +39,10 @@ from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
 
+from ..settings import setting  # noqa: E402
 from . import protocol  # noqa: E402
 
-WORK = os.environ.get("LLMCOURSE_RUNNER_WORK", "/sandbox")
+WORK = setting("LLMCOURSE_RUNNER_WORK")
 RECORDS = os.path.join(WORK, "records.jsonl")
 MAX_RECORD_BYTES_PER_CELL = 4 * 1024 * 1024
 
@@ -71,7 +72,7 @@ def _error(cell, ename: str, evalue: str) -> None:
 
 def _kill_others() -> None:
     """Inside the sandbox's own PID namespace: kill everything but ourselves and its init."""
-    if os.environ.get("LLMCOURSE_IN_SANDBOX") != "1":
+    if not setting("LLMCOURSE_IN_SANDBOX"):
         return
     me = os.getpid()
     for name in os.listdir("/proc"):
@@ -100,7 +101,7 @@ def _prepare_workdir() -> None:
 def connect() -> socket.socket:
     """The connection to the grader (the first one to the channel socket)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(os.environ["LLMCOURSE_CHANNEL"])
+    sock.connect(setting("LLMCOURSE_CHANNEL"))
     return sock
 
 
@@ -135,7 +136,7 @@ class Emitter:
 
 
 def main() -> int:
-    if os.environ.get("LLMCOURSE_RUNNER_DEBUG"):
+    if setting("LLMCOURSE_RUNNER_DEBUG"):
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _not_dumpable()
@@ -152,7 +153,7 @@ def main() -> int:
 def run(emitter: Emitter, nb) -> int:
     _prepare_workdir()
 
-    cell_timeout = int(os.environ.get("LLMCOURSE_CELL_TIMEOUT", "60"))
+    cell_timeout = setting("LLMCOURSE_LIMIT_CELL_TIMEOUT_S")
     client = CappedClient(nb, kernel_name="python3", timeout=cell_timeout, interrupt_on_timeout=True,
                           raise_on_iopub_timeout=False, allow_errors=True, iopub_timeout=4,
                           startup_timeout=120, record_timing=False, shutdown_kernel="immediate",
@@ -160,7 +161,7 @@ def run(emitter: Emitter, nb) -> int:
                                             "evalue": f"cell ran past the {cell_timeout} s limit and was interrupted",
                                             "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s limit"]},
                           resources={"metadata": {"path": WORK}})
-    client.max_cell_output = int(os.environ.get("LLMCOURSE_CELL_OUTPUT_KB", "256")) * 1024
+    client.max_cell_output = setting("LLMCOURSE_LIMIT_CELL_OUTPUT_KB") * 1024
     kernel_io = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     last_reply: dict = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: last_reply.update(reply=execute_reply)

@@ -52,8 +52,8 @@ class SandboxRunner:
         key = protocol.new_key()
         payload = protocol.encode_request(key, nbformat.writes(sandbox_notebook(canonical_nb, test_sources)))
         env = {"LLMCOURSE_RECORD": "/sandbox/records.jsonl", "NBGRADER_EXECUTION": "autograde",
-               "LLMCOURSE_CELL_TIMEOUT": str(self.limits.cell_timeout_s),
-               "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
+               "LLMCOURSE_LIMIT_CELL_TIMEOUT_S": str(self.limits.cell_timeout_s),
+               "LLMCOURSE_LIMIT_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
         python = sandbox.python_executable()
         res = sandbox.run(None, [python, "-m", RUNNER_MODULE], self.limits, env=env,
                           stdin_bytes=payload, ro_files=self.font_cache(),

@@ -26,6 +26,8 @@ import math
 import os
 from typing import Any, Callable, Iterable
 
+from ..settings import setting
+
 __all__ = [
     "CheckFailed",
     "check_close",
@@ -139,7 +141,7 @@ def _describe(value: Any) -> str:
 # --------------------------------------------------------------------------
 
 def _record(name: str, kind: str, value: Any, **extra: Any) -> None:
-    path = os.environ.get(RECORD_ENV)
+    path = setting(RECORD_ENV)
     if not path:
         return
     entry = {"name": name, "kind": kind, "value": value}
