@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from .grading.course import CourseError, cell_scores, execute_notebook, find_root, generate_release, list_assignments, run_nbgrader, solution_cell_ids, source_notebooks, write_failure_summary
+from .grading.course import CourseError, cell_scores, execute_notebook, find_root, generate_release, list_assignments, run_nbgrader, source_notebooks, write_failure_summary
 from .authoring.misconceptions import load as load_misconceptions
-from .authoring.sampleclass import Mutation, build_submission, make_scratch_course
+from .authoring.sampleclass import SAMPLE_KINDS, Mutation, build_sample, make_scratch_course
 from .grading.gradebook import db_url
 from .grading.safetext import terminal
 
@@ -264,18 +264,14 @@ def cmd_demo(args) -> int:
     graded = list_assignments(course.root, args.assignment, graded_only=True)
     roster: dict[str, dict[str, str]] = {}
     for a in graded:
-        kinds = {"correct": ("all", None), "blank": ("none", None)}
+        students: dict[str, tuple[str, Mutation | None, str]] = {k: (k, None, k) for k in SAMPLE_KINDS}
+        for m in mutants:
+            if m.assignment == a:
+                students[f"mutant-{m.slug}"] = ("correct", Mutation(m.cell, m.old, m.new), m.models)
         for nb in source_notebooks(root, a):
-            rel = course.root / "release" / a / nb.name
-            ids = solution_cell_ids(nb)
-            kinds["partial"] = (ids[: len(ids) // 2], None)
-            for m in mutants:
-                if m.assignment == a:
-                    kinds[f"mutant-{m.slug}"] = ("all", Mutation(m.cell, m.old, m.new))
-            for student, (fill, mut) in kinds.items():
-                build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill, mutation=mut)
-                roster.setdefault(a, {})[student] = next((m.models for m in mutants if mut and m.assignment == a
-                                                          and f"mutant-{m.slug}" == student), student)
+            for student, (kind, mut, _) in students.items():
+                build_sample(course.root, a, nb, student, kind, mutation=mut)
+        roster[a] = {student: note for student, (_, _, note) in students.items()}
     n_subs = sum(len(v) for v in roster.values())
     _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
 

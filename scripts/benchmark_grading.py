@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from llmcourse.grading import sandbox  # noqa: E402
-from llmcourse.grading.course import generate_release, jupyter_env, run_nbgrader, solution_cell_ids, source_notebooks
-from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+from llmcourse.grading.course import generate_release, jupyter_env, run_nbgrader, source_notebooks
+from llmcourse.authoring.sampleclass import build_sample, make_scratch_course
 
 
 def say(msg: str) -> None:
@@ -91,14 +91,11 @@ class Bench:
         """A course with the release generated and N submissions."""
         course = make_scratch_course(self.work / "template", ROOT, [self.a])
         generate_release(course.root, self.a, course.env)
-        kinds = ["correct", "half", "correct", "half", "blank"]
+        kinds = ["correct", "partial", "correct", "partial", "blank"]
         for nb in source_notebooks(ROOT, self.a):
-            ids = solution_cell_ids(nb)
             for i in range(self.args.submissions):
                 kind = kinds[i % len(kinds)]
-                fill = {"correct": "all", "blank": "none", "half": ids[: len(ids) // 2]}[kind]
-                build_submission(course.root / "release" / self.a / nb.name, nb,
-                                 course.root / "submitted" / f"s{i:03d}_{kind}" / self.a / nb.name, fill=fill)
+                build_sample(course.root, self.a, nb, f"s{i:03d}_{kind}", kind)
         return course.root
 
     def copy(self, template: Path, name: str, n: int) -> tuple[Path, dict]:

@@ -7,6 +7,7 @@ Short limits keep the suite fast.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -77,7 +78,7 @@ def _submit(course, student: str, nb=None, raw: bytes | None = None, name: str =
 
 
 def _copy(nb):
-    return nbformat.from_dict(json.loads(json.dumps(nb)))
+    return copy.deepcopy(nb)
 
 
 def _idx(nb, gid):

@@ -183,10 +183,10 @@ def test_mutant_lists_are_well_formed(name, table):
 
 @pytest.mark.slow
 def test_engine_kills_every_misconception_mutant():
-    from mutants import mutants_for
+    from llmcourse.authoring.misconceptions import load as load_misconceptions
     name = "02_entropy_perplexity"
     path = next(p for p in graded_source_nbs() if p.parent.name == name)
-    hand = mutation.text_mutants(path, [(m.cell, m.old, m.new, m.slug) for m in mutants_for(name)])
+    hand = mutation.text_mutants(path, [(m.cell, m.old, m.new, m.slug) for m in load_misconceptions(ROOT, name)])
     res = mutation.run_notebook(path, hand, jobs=2)["results"]
     missed = [m.function for m in hand if res[m.id]["status"] != "killed"]
     assert not missed, f"misconception mutants that the engine did not see killed: {missed}"

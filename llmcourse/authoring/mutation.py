@@ -35,6 +35,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..grading.cells import nbgrader_meta as _meta
 from .operators import OPERATORS, Mutant, mutate_cell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,10 +55,6 @@ def graded_notebooks(root: Path = ROOT, assignment: str = "all") -> list[Path]:
         if any(_meta(c).get("solution") and c.cell_type == "code" for c in nb.cells):
             out.append(p)
     return out
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
 
 def cell_table(nb) -> tuple[list, list, list]:

@@ -19,7 +19,7 @@ import ast
 import hashlib
 from dataclasses import dataclass, field
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+from ..grading.cells import SOLUTION_BEGIN as BEGIN, SOLUTION_END as END
 
 OPERATORS: dict[str, str] = {
     "arith": "binary or augmented arithmetic operator swapped (+ -, * /, // /, ** *, @ *, % //)",

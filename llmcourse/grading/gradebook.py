@@ -38,7 +38,7 @@ from pathlib import Path
 
 from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its docstring)
 from ..settings import setting  # noqa: E402
-from .course import CourseError  # noqa: E402
+from .course import CourseError, venv_bin_first  # noqa: E402
 
 
 def _write_timeout(env) -> float:
@@ -71,9 +71,7 @@ def redact(url: str) -> str:
 
 def _alembic_on_path() -> None:
     """nbgrader's Gradebook shells out to `alembic`: make this environment's the one found."""
-    bindir = str(Path(sys.executable).parent)
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    venv_bin_first(os.environ)
 
 
 def check_gradebook(url: str, assignment: str) -> None:

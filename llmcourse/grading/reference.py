@@ -17,7 +17,8 @@ from .merge import shown_outputs
 from .results import GraderError
 from .sandboxrun import SandboxRunner
 from .state import GRADER_VERSION
-from .trusted import hidden_secrets, is_test_cell, meta
+from .cells import is_test_cell, nbgrader_meta as meta
+from .trusted import hidden_secrets
 
 
 class ReferenceCache:

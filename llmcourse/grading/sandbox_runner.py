@@ -22,6 +22,7 @@ with an error, and grading goes on. Output beyond a per-cell budget is dropped w
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import json
 import os
@@ -41,6 +42,7 @@ from nbformat.v4 import new_output  # noqa: E402
 
 from ..settings import setting  # noqa: E402
 from . import protocol  # noqa: E402
+from .cells import nbgrader_meta  # noqa: E402
 
 WORK = setting("LLMCOURSE_RUNNER_WORK")
 RECORDS = os.path.join(WORK, "records.jsonl")
@@ -188,9 +190,9 @@ def run(emitter: Emitter, nb) -> int:
         client.start_new_kernel(**kernel_io)
         client.start_new_kernel_client()
         for j in ran:  # replay the cells that ran before (not test cells), quietly
-            if j in bad or nb.cells[j].get("metadata", {}).get("nbgrader", {}).get("grade"):
+            if j in bad or nbgrader_meta(nb.cells[j]).get("grade"):
                 continue
-            replay = nbformat.from_dict(json.loads(json.dumps(nb.cells[j])))
+            replay = copy.deepcopy(nb.cells[j])
             try:
                 run_detached(replay, j)
             except Exception:
