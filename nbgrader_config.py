@@ -43,6 +43,7 @@ c.LimitOutput.max_traceback = 50
 # regions by their markers); it needs the course package installed (make install).
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
+
 from llmcourse.grading.nbgrader_ext import ScrubHiddenTestOutputs  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [
@@ -55,7 +56,8 @@ c.ClearHiddenTests.enforce_metadata = False
 
 # Every HTML page made from a notebook (Formgrader's grading pages, feedback): bounded in size,
 # student-written HTML rendered inert (script, event handlers, javascript: links, active outputs).
-c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
+c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize",
+                                "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
 
 # Students' own files that never belong in a graded copy.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
@@ -67,8 +69,14 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 if setting("LLMCOURSE_PRE_EXECUTED"):
     from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
     from nbgrader.preprocessors import (  # noqa: E402
-        AssignLatePenalties, CheckCellMetadata, DeduplicateIds, IgnorePattern, LimitOutput,
-        OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+        DeduplicateIds,
+        IgnorePattern,
+        LimitOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
+        SaveAutoGrades,
     )
 
     c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]

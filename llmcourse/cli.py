@@ -7,7 +7,8 @@
                                                               sandboxed autograding (llmcourse.grading.grader)
     llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
     llmcourse collect   [--assignment] [--update] | --zip FILE --lms canvas|moodle
-                                                              submissions from the exchange (llmcourse.grading.collect) or an LMS zip
+                                                              submissions from the exchange (llmcourse.grading.collect)
+                                                              or an LMS zip
     llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
@@ -20,9 +21,19 @@ import sys
 import time
 from pathlib import Path
 
-from .grading.course import CourseError, cell_scores, execute_notebook, find_root, generate_release, list_assignments, run_nbgrader, source_notebooks, write_failure_summary
 from .authoring.misconceptions import load as load_misconceptions
 from .authoring.sampleclass import SAMPLE_KINDS, Mutation, build_sample, make_scratch_course
+from .grading.course import (
+    CourseError,
+    cell_scores,
+    execute_notebook,
+    find_root,
+    generate_release,
+    list_assignments,
+    run_nbgrader,
+    source_notebooks,
+    write_failure_summary,
+)
 from .grading.gradebook import db_url
 from .grading.safetext import terminal
 
@@ -155,7 +166,8 @@ def cmd_collect(args) -> int:
     if proc.returncode != 0:
         return proc.returncode
     got = sorted(p.parent.parent.name for p in (root / "submitted").glob(f"*/{a}/*.ipynb"))
-    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{' ...' if len(got) > 20 else ''}")
+    more = " ..." if len(got) > 20 else ""
+    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{more}")
     return 0
 
 
@@ -173,7 +185,8 @@ def _collect_exchange(root: Path, args) -> int:
             status = 1
             continue
         _say(f"{a}: collected {len(rep.collected)} submission(s) into submitted/"
-             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)" if rep.skipped else ""))
+             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)"
+                if rep.skipped else ""))
         for what, why in rep.refused:
             _say(f"  REFUSED {terminal(what)}: {terminal(why)}")
         if rep.refused:
@@ -323,7 +336,8 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_assignment(sp):

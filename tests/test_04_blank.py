@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import nbformat
-
 from nbutil import is_test_cell, meta
 
 

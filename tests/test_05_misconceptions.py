@@ -10,9 +10,9 @@ import copy
 
 import pytest
 from nbclient import NotebookClient
+from nbutil import ROOT, is_test_cell, meta, read
 
 from llmcourse.authoring.misconceptions import load as load_misconceptions
-from nbutil import ROOT, is_test_cell, meta, read
 
 MUTANTS = load_misconceptions(ROOT)
 ASSIGNMENTS = sorted({m.assignment for m in MUTANTS})

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import require_sandbox
-from llmcourse.grading.flags import FlagCode
 from nbutil import ROOT, meta
+
+from llmcourse.grading.flags import FlagCode
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
@@ -49,8 +49,8 @@ def _tree_hash(path: Path) -> str:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     require_sandbox()
-    from llmcourse.grading.course import generate_release
     from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.grading.course import generate_release
     c = make_scratch_course(tmp_path_factory.mktemp("safety") / "course", ROOT, [A])
     generate_release(c.root, A, c.env)
     correct = tmp_path_factory.mktemp("nb") / NB
@@ -604,8 +604,8 @@ def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
                 continue
             for pid in pids:
                 try:
-                    uid_line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines()
-                                    if l.startswith("Uid:"))
+                    uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                    if line.startswith("Uid:"))
                     seen_uids |= {int(u) for u in uid_line.split()[1:]}
                 except (OSError, StopIteration):
                     pass

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import require_sandbox
 from nbutil import ROOT
 
@@ -172,7 +171,7 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
     subs = _submissions(url)
     assert set(names) <= set(subs) and len([s for s in subs if s in names]) == len(names)
     spans.sort()
-    overlaps = sum(b0 < a1 for (a0, a1), (b0, b1) in zip(spans, spans[1:]))
+    overlaps = sum(b0 < a1 for (a0, a1), (b0, b1) in zip(spans, spans[1:], strict=False))
     if db == "postgresql":
         assert overlaps > 0, "no two PostgreSQL writes ran at the same time"
     else:

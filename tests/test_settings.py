@@ -6,15 +6,16 @@ import subprocess
 import sys
 
 import pytest
+from nbutil import ROOT
 
 from llmcourse import settings
 from llmcourse.settings import SETTINGS, SettingError, setting
-from nbutil import ROOT
 
 BEGIN, END = "<!-- settings:begin (python -m llmcourse.settings --markdown) -->", "<!-- settings:end -->"
 NAME = re.compile(r"\bLLMCOURSE_[A-Z][A-Z0-9_]*[A-Z0-9]\b")
 # direct reads of the environment: os.environ.get("LLMCOURSE_..."), env.get(...), os.environ["..."], os.getenv
-DIRECT_READ = re.compile(r"""(?:\.get|getenv)\(\s*f?["']LLMCOURSE_|environ\[\s*["']LLMCOURSE_[A-Z_]+["']\s*\](?!\s*=[^=])""")
+DIRECT_READ = re.compile(r"""(?:\.get|getenv)\(\s*f?["']LLMCOURSE_"""
+                         r"""|environ\[\s*["']LLMCOURSE_[A-Z_]+["']\s*\](?!\s*=[^=])""")
 
 
 def _code_files():
@@ -27,7 +28,8 @@ def test_the_readme_table_is_the_settings_module():
     readme = (ROOT / "README.md").read_text()
     assert BEGIN in readme and END in readme, "README needs the settings table between its markers"
     table = readme.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
-    assert table == settings.markdown(), "README's settings table is stale: paste `python -m llmcourse.settings --markdown`"
+    assert table == settings.markdown(), \
+        "README's settings table is stale: paste `python -m llmcourse.settings --markdown`"
     out = subprocess.run([sys.executable, "-m", "llmcourse.settings", "--markdown"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout == settings.markdown()
 
@@ -50,8 +52,9 @@ def test_code_reads_settings_only_through_the_accessor():
     direct = [f"{f.relative_to(ROOT)}:{i}" for f in files for i, line in enumerate(f.read_text().splitlines(), 1)
               if DIRECT_READ.search(line)]
     assert not direct, f"read through llmcourse.settings.setting() instead: {direct}"
-    assert DIRECT_READ.search('x = os.environ.get("LLMCOURSE_DB_URL")') and \
-        DIRECT_READ.search('os.environ["LLMCOURSE_CHANNEL"]') and not DIRECT_READ.search('env["LLMCOURSE_EXCHANGE"] = x')
+    assert DIRECT_READ.search('x = os.environ.get("LLMCOURSE_DB_URL")')
+    assert DIRECT_READ.search('os.environ["LLMCOURSE_CHANNEL"]')
+    assert not DIRECT_READ.search('env["LLMCOURSE_EXCHANGE"] = x')
 
 
 def test_values_are_typed_and_a_bad_one_is_a_clear_error():

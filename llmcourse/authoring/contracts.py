@@ -39,7 +39,8 @@ from pathlib import Path
 
 import nbformat
 
-from ..grading.cells import hidden_line_numbers, is_test_cell, nbgrader_meta as _meta
+from ..grading.cells import hidden_line_numbers, is_test_cell
+from ..grading.cells import nbgrader_meta as _meta
 
 CHECKS = ("check_close", "check_equal", "check_true", "check_shape", "check_raises")
 

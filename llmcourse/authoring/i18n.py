@@ -227,7 +227,8 @@ def _code_pieces(source: str) -> list[_Piece]:
                     body.append(re.sub(r"^#\s?", "", nxt.string))
                     end = starts[nxt.end[0] - 1] + nxt.end[1]
                     j += 2
-            pieces.append(_Piece(start, end, "\n".join(body), "comment", indent=" " * tok.start[1], full_line=full_line))
+            pieces.append(_Piece(start, end, "\n".join(body), "comment", indent=" " * tok.start[1],
+                                 full_line=full_line))
             i = j
             continue
         if tok.type == tokenize.STRING:

@@ -20,6 +20,7 @@ import nbformat
 
 from .cells import nbgrader_meta
 
+
 class CourseError(RuntimeError):
     pass
 
@@ -65,7 +66,7 @@ def read_nb(path: str | os.PathLike) -> nbformat.NotebookNode:
 
 
 def graded_cells(nb_or_path) -> list:
-    from nbgrader.utils import is_grade   # nbgrader's own test (imported when needed: it is slow to import)
+    from nbgrader.utils import is_grade  # nbgrader's own test (imported when needed: it is slow to import)
     nb = read_nb(nb_or_path) if isinstance(nb_or_path, (str, Path)) else nb_or_path
     return [c for c in nb.cells if is_grade(c)]
 

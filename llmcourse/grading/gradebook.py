@@ -36,8 +36,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its docstring)
 from ..settings import setting  # noqa: E402
+from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its docstring)
 from .course import CourseError, venv_bin_first  # noqa: E402
 
 
@@ -167,7 +167,7 @@ class Writer:
         request = json.dumps({"assignment": assignment, "student": student,
                               "submitted_directory": submitted_directory}).encode() + b"\n"
         with self._lock:
-            for attempt in (1, 2):   # a writer that died (killed, out of memory) is started again once
+            for _attempt in (1, 2):   # a writer that died (killed, out of memory) is started again once
                 if self._proc is None or self._proc.poll() is not None:
                     self._proc = self._start()
                 try:

@@ -12,8 +12,9 @@ import json
 import nbformat
 from nbformat.v4 import new_output
 
+from .cells import is_course_cell, is_test_cell
+from .cells import nbgrader_meta as meta
 from .htmlsafe import sanitize_markdown
-from .cells import is_course_cell, is_test_cell, nbgrader_meta as meta
 
 MAX_OUTPUTS = 50
 MAX_STREAM_CHARS = 20000

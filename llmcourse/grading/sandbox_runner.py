@@ -33,12 +33,14 @@ import sys
 import time
 import traceback
 
+# isort: off
 from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
 
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
+# isort: on
 
 from ..settings import setting  # noqa: E402
 from . import protocol  # noqa: E402
@@ -63,7 +65,8 @@ class CappedClient(NotebookClient):
         if used > self.max_cell_output:
             if used - size <= self.max_cell_output:
                 outs.append(new_output("stream", name="stderr",
-                                       text=f"\n[output beyond {self.max_cell_output // 1024} KB dropped by the grader]\n"))
+                                       text=f"\n[output beyond {self.max_cell_output // 1024} KB dropped "
+                                            f"by the grader]\n"))
             return None
         return super().output(outs, msg, display_id, cell_index)
 
@@ -161,7 +164,8 @@ def run(emitter: Emitter, nb) -> int:
                           startup_timeout=120, record_timing=False, shutdown_kernel="immediate",
                           error_on_timeout={"ename": "CellTimeoutError",
                                             "evalue": f"cell ran past the {cell_timeout} s limit and was interrupted",
-                                            "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s limit"]},
+                                            "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s "
+                                                          f"limit"]},
                           resources={"metadata": {"path": WORK}})
     client.max_cell_output = setting("LLMCOURSE_LIMIT_CELL_OUTPUT_KB") * 1024
     kernel_io = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -224,7 +228,8 @@ def run(emitter: Emitter, nb) -> int:
                 client.execute_cell(cell, i)
                 if timed_out():
                     bad.add(i)
-                    _error(cell, "CellTimeoutError", f"the cell ran past the {cell_timeout} s limit and was interrupted")
+                    _error(cell, "CellTimeoutError",
+                           f"the cell ran past the {cell_timeout} s limit and was interrupted")
                     if not responsive():
                         _error(cell, "KernelRestarted", "the kernel ignored the interrupt; a fresh kernel was "
                                                         "started and the cells before this one were run again")

@@ -13,12 +13,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# isort: off
 from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
 
 import nbformat  # noqa: E402
+# isort: on
 
-from . import protocol, sandbox  # noqa: E402
 from ..student.checks import parse_records  # noqa: E402
+from . import protocol, sandbox  # noqa: E402
 from .trusted import sandbox_notebook, sandbox_test_sources  # noqa: E402
 
 RUNNER_MODULE = "llmcourse.grading.sandbox_runner"

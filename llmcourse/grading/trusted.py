@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..student.checks import NOT_REACHED, compare_entries
-from .cells import (CHECK_CALL, CHECKS, HIDDEN_BEGIN, hidden_line_ranges, is_course_cell, is_test_cell,  # noqa: F401
-                    nbgrader_meta as meta)
+from .cells import CHECK_CALL, CHECKS, HIDDEN_BEGIN, hidden_line_ranges, is_course_cell, is_test_cell  # noqa: F401
+from .cells import nbgrader_meta as meta
 from .flags import Flag, FlagCode
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024   # the submitted file (outputs included)
@@ -215,7 +215,8 @@ def _take_cells(source_nb: dict, data: dict, flags: list[Flag]):
         taken = False
         if gid in src_solution_types:
             if gid in answers:
-                flags.append(Flag(FlagCode.ANSWER_DUPLICATE, f"answer cell {gid!r} appears more than once; the first was graded"))
+                flags.append(Flag(FlagCode.ANSWER_DUPLICATE,
+                                  f"answer cell {gid!r} appears more than once; the first was graded"))
             elif c.get("cell_type") != src_solution_types[gid]:
                 flags.append(Flag(FlagCode.ANSWER_TYPE_CHANGED, f"answer cell {gid!r} changed type; ignored"))
             else:
@@ -380,7 +381,8 @@ def _loads(tree) -> set[str]:
     """Names read anywhere, except the object being written by `x[i] = ...` / `x.a += ...`."""
     skip: set[int] = set()
     for n in ast.walk(tree):
-        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+        targets = (n.targets if isinstance(n, ast.Assign)
+                   else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else [])
         for t in targets:
             node = t
             while isinstance(node, (ast.Subscript, ast.Attribute)):
