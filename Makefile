@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample
+        mutation mutation-sample check-student-install lint
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -62,7 +62,7 @@ sysdeps-grading:
 	@$(MAKE) --no-print-directory sysdeps SYSTEM_PACKAGES="$(GRADING_PACKAGES)"
 
 notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
-	$(BIN)/python -m llmcourse.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
+	$(BIN)/python -m llmcourse.authoring.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
 translations: $(STAMP) ## update the translation catalogues (authoring/*/*.<lang>.po) from the English sources (LANG_CODE=vi)
 	$(BIN)/python -m llmcourse.authoring.i18n update --lang $(or $(LANG_CODE),vi) --assignment $(ASSIGNMENT)
@@ -108,7 +108,10 @@ lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extension
 demo: $(STAMP) ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
 	$(COURSE) demo --out $(BUILD)/demo
 
-test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
+lint: $(STAMP) ## ruff, configured in pyproject.toml (make test runs it first)
+	$(BIN)/ruff check .
+
+test: $(STAMP) sysdeps lint ## the linter, then the whole test suite (CI runs exactly this)
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
@@ -119,6 +122,9 @@ mutation: $(STAMP) ## mutate every solution, run the hidden tests: docs/mutation
 mutation-sample: $(STAMP) ## CI: a fixed sample of mutants per notebook; fails on a survivor no list explains (SAMPLE=16)
 	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) --sample $(or $(SAMPLE),16) --check \
 	  $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)
+
+check-student-install: $(STAMP) ## a fresh venv with only `pip install .` (what a student gets) runs every notebook (minutes)
+	$(BIN)/python scripts/check_student_install.py
 
 clean: ## remove build outputs and caches (keeps .venv, source/, release/, the gradebook)
 	rm -rf $(BUILD) .pytest_cache

@@ -4,10 +4,11 @@
     llmcourse execute   [--assignment] [--profile] [--device] [--out DIR]   papermill, never writes into source/
     llmcourse validate  [--assignment]                        nbgrader validate the source notebooks
     llmcourse grade     [--assignment] [--workers N] [--engine dask|threads] [--scheduler ADDR] [--students]
-                                                              sandboxed autograding (llmcourse.grader)
+                                                              sandboxed autograding (llmcourse.grading.grader)
     llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
     llmcourse collect   [--assignment] [--update] | --zip FILE --lms canvas|moodle
-                                                              submissions from the exchange (llmcourse.collect) or an LMS zip
+                                                              submissions from the exchange (llmcourse.grading.collect)
+                                                              or an LMS zip
     llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
@@ -15,17 +16,26 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from .course import (CourseError, Mutation, build_submission, cell_scores, execute_notebook, find_root,
-                     generate_release, list_assignments, make_scratch_course, run_nbgrader, solution_cell_ids,
-                     source_notebooks, write_failure_summary)
-from .gradebook import db_url
-from .safetext import terminal
+from .authoring.misconceptions import load as load_misconceptions
+from .authoring.sampleclass import SAMPLE_KINDS, Mutation, build_sample, make_scratch_course
+from .grading.course import (
+    CourseError,
+    cell_scores,
+    execute_notebook,
+    find_root,
+    generate_release,
+    list_assignments,
+    run_nbgrader,
+    source_notebooks,
+    write_failure_summary,
+)
+from .grading.gradebook import db_url
+from .grading.safetext import terminal
 
 PER_ASSIGNMENT = {"release_assignment", "collect", "autograde", "generate_feedback", "release_feedback",
                   "generate_solution", "generate_assignment"}
@@ -96,35 +106,30 @@ def cmd_nbgrader(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grader)."""
-    from . import sandbox
-    from .grader import Grader
+    """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grading.grader)."""
+    from .grading.grader import FlagCode, grade_assignment
 
     root = find_root()
-    try:
-        sandbox.check_available()
-    except sandbox.SandboxUnavailable as exc:
-        if not args.unsafe:
-            raise CourseError(f"{exc}. Refusing to run student code unsandboxed; pass --unsafe "
-                              f"(make autograde UNSAFE=1) to use stock nbgrader instead.") from None
-        _say(f"WARNING: {exc}; grading with stock nbgrader, student code runs unsandboxed as you")
-        args.subcommand, args.extra = "autograde", ["--force"]
-        return cmd_nbgrader(args)
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
-        g = Grader(root, a, workers=args.workers, engine=args.engine, scheduler=args.scheduler or None)
         t0 = time.perf_counter()
-        outcomes = g.grade_all(only=only or None)
+        run = grade_assignment(root, a, allow_stock=args.unsafe, only=only or None, workers=args.workers,
+                               engine=args.engine, scheduler=args.scheduler or None)
         secs = time.perf_counter() - t0
+        if not run.sandboxed:
+            _say(f"WARNING: {run.stock_reason}; {a} graded by stock nbgrader in {secs:.0f} s, student code ran "
+                 f"unsandboxed as you")
+            continue
+        outcomes = run.outcomes
         flagged = [o for o in outcomes if o.flags]
         _say(f"{a}: graded {len(outcomes)} submission(s) in {secs:.0f} s "
              f"({sum(o.resumed for o in outcomes)} unchanged since the last run); {len(flagged)} flagged")
         for o in outcomes:
-            flag = "FLAGGED: " + terminal(o.flags[0]) if o.flags else ""
+            flag = "FLAGGED: " + terminal(o.flags[0].message) if o.flags else ""
             _say(f"  {terminal(o.student):<32} {o.score:>5g} / {o.max_score:<5g} {flag}")
-        _say(f"  reports: {g.reports}")
-        if any(f.startswith("grader error") for o in outcomes for f in o.flags):
+        _say(f"  reports: {run.reports}")
+        if any(o.has_flag(FlagCode.GRADER_ERROR) for o in outcomes):
             status = 1
     return status
 
@@ -161,14 +166,15 @@ def cmd_collect(args) -> int:
     if proc.returncode != 0:
         return proc.returncode
     got = sorted(p.parent.parent.name for p in (root / "submitted").glob(f"*/{a}/*.ipynb"))
-    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{' ...' if len(got) > 20 else ''}")
+    more = " ..." if len(got) > 20 else ""
+    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{more}")
     return 0
 
 
 def _collect_exchange(root: Path, args) -> int:
-    """The course's own collect (llmcourse.collect): verified owners, no links followed, unprivileged reads."""
-    from .collect import CollectError, collect, exchange_settings
-    from .safetext import SafeWriter
+    """The course's own collect (llmcourse.grading.collect): verified owners, no links followed, unprivileged reads."""
+    from .grading.collect import CollectError, collect, exchange_settings
+    from .grading.safetext import SafeWriter
     exchange, course_id = exchange_settings(root)
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
@@ -179,7 +185,8 @@ def _collect_exchange(root: Path, args) -> int:
             status = 1
             continue
         _say(f"{a}: collected {len(rep.collected)} submission(s) into submitted/"
-             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)" if rep.skipped else ""))
+             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)"
+                if rep.skipped else ""))
         for what, why in rep.refused:
             _say(f"  REFUSED {terminal(what)}: {terminal(why)}")
         if rep.refused:
@@ -244,17 +251,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _load_mutants(root: Path):
-    path = root / "tests" / "mutants" / "__init__.py"
-    if not path.is_file():
-        return []
-    spec = importlib.util.spec_from_file_location("course_mutants", path, submodule_search_locations=[str(path.parent)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["course_mutants"] = mod
-    spec.loader.exec_module(mod)
-    return mod.MUTANTS
-
-
 def cmd_demo(args) -> int:
     """Release, execute, build a sample class, autograde, feedback, export, print a grade table."""
     t0 = time.perf_counter()
@@ -277,26 +273,22 @@ def cmd_demo(args) -> int:
             _say(f"      papermill {a}/{nb.name}: all cells and tests pass ({secs:.1f} s)")
     _say(f"[3/6] executed {n_exec} source notebook(s) at PROFILE=smoke")
 
-    mutants = _load_mutants(root)
+    mutants = load_misconceptions(root)
     graded = list_assignments(course.root, args.assignment, graded_only=True)
     roster: dict[str, dict[str, str]] = {}
     for a in graded:
-        kinds = {"correct": ("all", None), "blank": ("none", None)}
+        students: dict[str, tuple[str, Mutation | None, str]] = {k: (k, None, k) for k in SAMPLE_KINDS}
+        for m in mutants:
+            if m.assignment == a:
+                students[f"mutant-{m.slug}"] = ("correct", Mutation(m.cell, m.old, m.new), m.models)
         for nb in source_notebooks(root, a):
-            rel = course.root / "release" / a / nb.name
-            ids = solution_cell_ids(nb)
-            kinds["partial"] = (ids[: len(ids) // 2], None)
-            for m in mutants:
-                if m.assignment == a:
-                    kinds[f"mutant-{m.slug}"] = ("all", Mutation(m.cell, m.old, m.new))
-            for student, (fill, mut) in kinds.items():
-                build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill, mutation=mut)
-                roster.setdefault(a, {})[student] = next((m.models for m in mutants if mut and m.assignment == a
-                                                          and f"mutant-{m.slug}" == student), student)
+            for student, (kind, mut, _) in students.items():
+                build_sample(course.root, a, nb, student, kind, mutation=mut)
+        roster[a] = {student: note for student, (_, _, note) in students.items()}
     n_subs = sum(len(v) for v in roster.values())
     _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
 
-    from .grader import grade_class
+    from .authoring.sampleclass import grade_class
     for a in graded:
         t = time.perf_counter()
         why = grade_class(course.root, a, course.env)
@@ -344,7 +336,8 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_assignment(sp):

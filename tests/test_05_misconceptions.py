@@ -1,4 +1,4 @@
-"""5. Misconceptions: every mutant in tests/mutants.py, put into the solution, fails some graded test.
+"""5. Misconceptions: every mutant in authoring/<id>/misconceptions.toml, put into the solution, fails some graded test.
 
 Fast path: each notebook is executed once in one kernel at smoke size; for each mutant
 only the mutated cell and the cells after it run, stopping at the first failing graded
@@ -10,15 +10,12 @@ import copy
 
 import pytest
 from nbclient import NotebookClient
+from nbutil import ROOT, is_test_cell, meta, read
 
-from mutants import MUTANTS
-from nbutil import ROOT, meta, read
+from llmcourse.authoring.misconceptions import load as load_misconceptions
 
+MUTANTS = load_misconceptions(ROOT)
 ASSIGNMENTS = sorted({m.assignment for m in MUTANTS})
-
-
-def _is_test(cell) -> bool:
-    return cell.cell_type == "code" and meta(cell).get("grade") and not meta(cell).get("solution")
 
 
 def _failed(cell) -> bool:
@@ -64,7 +61,7 @@ def test_every_mutant_is_caught(assignment, capsys):
                     continue
                 ran.append(j)
                 cell = run(j)
-                if _is_test(cell) and _failed(cell):
+                if is_test_cell(cell) and _failed(cell):
                     caught_by = meta(cell)["grade_id"]
                     break
             for j in ran:  # restore the reference state

@@ -7,6 +7,7 @@ Short limits keep the suite fast.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -20,9 +21,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import require_sandbox
 from nbutil import ROOT, meta
+
+from llmcourse.grading.flags import FlagCode
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
@@ -47,7 +49,8 @@ def _tree_hash(path: Path) -> str:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     require_sandbox()
-    from llmcourse.course import build_submission, generate_release, make_scratch_course
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.grading.course import generate_release
     c = make_scratch_course(tmp_path_factory.mktemp("safety") / "course", ROOT, [A])
     generate_release(c.root, A, c.env)
     correct = tmp_path_factory.mktemp("nb") / NB
@@ -57,8 +60,8 @@ def course(tmp_path_factory):
 
 
 def _grader(course, **limits):
-    from llmcourse.grader import Grader
-    from llmcourse.sandbox import Limits
+    from llmcourse.grading.grader import Grader
+    from llmcourse.grading.sandbox import Limits
     lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=20, cell_output_kb=64)
     for k, v in limits.items():
         setattr(lim, k, v)
@@ -75,7 +78,7 @@ def _submit(course, student: str, nb=None, raw: bytes | None = None, name: str =
 
 
 def _copy(nb):
-    return nbformat.from_dict(json.loads(json.dumps(nb)))
+    return copy.deepcopy(nb)
 
 
 def _idx(nb, gid):
@@ -198,7 +201,7 @@ def _attacks(course, port: int) -> dict[str, tuple]:
         "huge_number": (with_solution(ok, "logsumexp", "def logsumexp(x, axis=None):\n    return 10**400\n"),
                         NB, CORRECT - LSE_POINTS, None),
         # (7) exception text and a notebook name written to attack the reports' readers
-        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.checks import CheckFailed\n"
+        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.student.checks import CheckFailed\n"
                                         "def logsumexp(x, axis=None):\n"
                                         "    raise CheckFailed('[=HYPERLINK(\"http://evil/\",\"x\")] \\x1b[2J')\n"),
                           NB, CORRECT - LSE_POINTS, None),
@@ -355,7 +358,7 @@ def _cgroups() -> set[str]:
 
 @pytest.mark.slow
 def test_hostile_class_cannot_gain_or_harm(course):
-    from llmcourse.course import cell_scores
+    from llmcourse.grading.course import cell_scores
 
     cgroups_before = _cgroups()
     # a control student graded first: their grade must survive the attacks untouched
@@ -413,9 +416,9 @@ def test_hostile_class_cannot_gain_or_harm(course):
             lost = {g: c["reason"][:120] for g, c in o.cells.items() if not c["passed"]}
             problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags}; "
                             f"failed cells: {dict(list(lost.items())[:3])})")
-        if flag and not any(flag in f for f in o.flags):
+        if flag and not any(flag in f.message for f in o.flags):
             problems.append(f"{student}: expected a flag containing {flag!r}, got {o.flags}")
-        if any(f.startswith("grader error") for f in o.flags):
+        if o.has_flag(FlagCode.GRADER_ERROR):
             problems.append(f"{student}: grader error {o.flags}")
     assert not problems, "\n".join(problems)
 
@@ -432,8 +435,8 @@ def test_hostile_class_cannot_gain_or_harm(course):
     assert "CONNECTED" not in outputs_text("network")
     assert not _cgroups() - cgroups_before, "cgroups were left behind"
     # what a spying submission captured (the hidden tests sent to its kernel) never reaches feedback
-    from llmcourse.course import run_nbgrader
-    from llmcourse.trusted import hidden_secrets
+    from llmcourse.grading.course import run_nbgrader
+    from llmcourse.grading.trusted import hidden_secrets
     run_nbgrader(["generate_feedback", A, "--student", "spy_on_tests", "--force"], cwd=course.root, env=course.env)
     page = next((course.root / "feedback" / "spy_on_tests" / A).glob("*.html")).read_text()
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
@@ -466,7 +469,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
 
 @pytest.mark.slow
 def test_feedback_of_flagged_submission_hides_hidden_tests(course):
-    from llmcourse.course import run_nbgrader
+    from llmcourse.grading.course import run_nbgrader
     if not (course.root / "autograded" / "silence_errors").exists():
         pytest.skip("needs the hostile batch")
     run_nbgrader(["generate_feedback", A, "--student", "silence_errors", "--force"], cwd=course.root, env=course.env)
@@ -478,7 +481,7 @@ def test_feedback_of_flagged_submission_hides_hidden_tests(course):
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
     """Kill the grader half-way (SIGKILL), run it again: same grades, nothing duplicated or lost."""
-    from llmcourse.course import cell_scores
+    from llmcourse.grading.course import cell_scores
     students = ["r_correct", "r_partial", "r_blank"]
     partial = with_solution(course.correct_nb, "logsumexp", WRONG_LSE)
     _submit(course, "r_correct", course.correct_nb)
@@ -579,7 +582,7 @@ def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
     no ptrace, no capabilities, seccomp on, and every process of the sandbox is the host uid
     SANDBOX_HOST_UID, never root."""
     require_sandbox()
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
     seen_uids: set[int] = set()
     result = {}
 
@@ -601,8 +604,8 @@ def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
                 continue
             for pid in pids:
                 try:
-                    uid_line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines()
-                                    if l.startswith("Uid:"))
+                    uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                    if line.startswith("Uid:"))
                     seen_uids |= {int(u) for u in uid_line.split()[1:]}
                 except (OSError, StopIteration):
                     pass
@@ -645,7 +648,7 @@ def test_collect_trusts_nothing_in_the_exchange(tmp_path):
     import pwd
     if os.geteuid() != 0:
         pytest.skip("needs root to give the entries owners")
-    from llmcourse.course import make_scratch_course
+    from llmcourse.authoring.sampleclass import make_scratch_course
     nobody, daemon = pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("daemon").pw_uid
     c = make_scratch_course(tmp_path / "course", ROOT, [A])
     inbound = c.root / "exchange" / "llm-course" / "inbound"
