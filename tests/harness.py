@@ -28,7 +28,8 @@ def scratch_course(dest: Path, assignments: list[str], release: bool = True, env
     """A throw-away course (copy of source/, config, own gradebook and exchange), release generated.
 
     env: added to the course's environment first (e.g. LLMCOURSE_DB_URL for a PostgreSQL gradebook)."""
-    from llmcourse.course import generate_release, make_scratch_course
+    from llmcourse.authoring.sampleclass import make_scratch_course
+    from llmcourse.grading.course import generate_release
     course = make_scratch_course(Path(dest) / "course", ROOT, assignments)
     course.env.update(env or {})
     course.assignments = list(assignments)
@@ -51,7 +52,7 @@ def filled(course, assignment: str, fill="all", name: str | None = None):
     or a list of grade ids), as a student would submit it."""
     import tempfile
 
-    from llmcourse.course import build_submission
+    from llmcourse.authoring.sampleclass import build_submission
     name = name or notebook_names(assignment)[0]
     with tempfile.TemporaryDirectory() as d:
         out = build_submission(release_path(course, assignment, name), ROOT / "source" / assignment / name,
@@ -82,8 +83,8 @@ def submit(course, student: str, notebook, assignment: str | None = None, name: 
 
 def grader(course, assignment: str, workers: int = 2, **limits):
     """The course's sandboxed grader for this course, with short limits (overridden by `limits`)."""
-    from llmcourse.grader import Grader
-    from llmcourse.sandbox import Limits
+    from llmcourse.grading.grader import Grader
+    from llmcourse.grading.sandbox import Limits
     lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=20, cell_output_kb=64)
     for k, v in limits.items():
         setattr(lim, k, v)
@@ -98,7 +99,7 @@ def grade(course, assignment: str, students: list[str] | None = None, workers: i
 
 def grade_stock(course, assignment: str) -> None:
     """Stock nbgrader's autograde with the course's config (`make autograde UNSAFE=1`)."""
-    from llmcourse.course import run_nbgrader
+    from llmcourse.grading.course import run_nbgrader
     run_nbgrader(["autograde", assignment, "--force"], cwd=course.root, env=course.env)
 
 
@@ -122,13 +123,13 @@ def staged(course, assignment: str, student: str) -> Path:
 # ------------------------------------------------------------------ read the results
 def db_url(course) -> str:
     """The gradebook the course's config uses (LLMCOURSE_DB_URL in its environment, else its SQLite file)."""
-    from llmcourse.gradebook import db_url as configured
+    from llmcourse.grading.gradebook import db_url as configured
     return configured(course.root, course.env)
 
 
 def scores(course, assignment: str) -> dict:
     """The gradebook: {student: {grade_id: {"score", "max", "auto", "manual", "kind"}}}."""
-    from llmcourse.course import cell_scores
+    from llmcourse.grading.course import cell_scores
     return cell_scores(db_url(course), assignment)
 
 
@@ -153,7 +154,7 @@ def outputs_text(course, assignment: str, student: str) -> str:
 
 def generate_feedback(course, assignment: str, student: str | None = None) -> None:
     """nbgrader's generate_feedback with the course's config, for one student or all."""
-    from llmcourse.course import run_nbgrader
+    from llmcourse.grading.course import run_nbgrader
     run_nbgrader(["generate_feedback", assignment, *(["--student", student] if student else []), "--force"],
                  cwd=course.root, env=course.env)
 

@@ -9,7 +9,7 @@ import pytest
 import harness
 from nbutil import ROOT, read, split_hidden, graded_test_cells
 
-from llmcourse.course import run_nbgrader
+from llmcourse.grading.course import run_nbgrader
 
 
 def test_correct_submission_gets_full_autograded_marks(graded_course):
@@ -56,7 +56,7 @@ def test_feedback_never_shows_hidden_tests(graded_course):
 
 
 def test_failure_summary(graded_course):
-    from llmcourse.course import failure_summary
+    from llmcourse.grading.course import failure_summary
     for a in graded_course.assignments:
         rows = failure_summary(graded_course.scores[a])
         assert rows and all(total == len(graded_course.students) for _, _, total in rows)
@@ -70,7 +70,7 @@ def test_collect_from_lms_zip(tmp_path):
     import sys
     import zipfile
 
-    from llmcourse.course import make_scratch_course
+    from llmcourse.authoring.sampleclass import make_scratch_course
 
     a = "01_chain_rule"
     course = make_scratch_course(tmp_path / "course", ROOT, [a])

@@ -181,7 +181,7 @@ def _attacks(course, port: int) -> dict[str, tuple]:
         "huge_number": (with_solution(ok, "logsumexp", "def logsumexp(x, axis=None):\n    return 10**400\n"),
                         NB, CORRECT - LSE_POINTS, None),
         # (7) exception text and a notebook name written to attack the reports' readers
-        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.checks import CheckFailed\n"
+        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.student.checks import CheckFailed\n"
                                         "def logsumexp(x, axis=None):\n"
                                         "    raise CheckFailed('[=HYPERLINK(\"http://evil/\",\"x\")] \\x1b[2J')\n"),
                           NB, CORRECT - LSE_POINTS, None),
@@ -404,7 +404,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
     assert "CONNECTED" not in harness.outputs_text(course, A, "network")
     assert not _cgroups() - cgroups_before, "cgroups were left behind"
     # what a spying submission captured (the hidden tests sent to its kernel) never reaches feedback
-    from llmcourse.trusted import hidden_secrets
+    from llmcourse.grading.trusted import hidden_secrets
     page = harness.feedback_html(course, A, "spy_on_tests")
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
     assert not shown, f"hidden test text in feedback: {shown[:3]}"
@@ -435,7 +435,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
 def test_feedback_of_flagged_submission_hides_hidden_tests(course):
     """A submission that silences its kernel's errors is flagged, and its feedback still quotes no
     hidden test (this test grades its own submission: it needs no other test to have run)."""
-    from llmcourse.trusted import hidden_secrets
+    from llmcourse.grading.trusted import hidden_secrets
     student = "silenced_feedback"
     harness.submit(course, student, SILENCE_ERRORS(course.correct_nb), A)
     outcome = harness.grade(course, A, [student])[student]
@@ -550,7 +550,7 @@ def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
     no ptrace, no capabilities, seccomp on, and every process of the sandbox is the host uid
     SANDBOX_HOST_UID, never root."""
     require_sandbox()
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
     seen_uids: set[int] = set()
     result = {}
 
@@ -617,7 +617,7 @@ def test_collect_trusts_nothing_in_the_exchange(tmp_path):
     import pwd
     if os.geteuid() != 0:
         pytest.skip("needs root to give the entries owners")
-    from llmcourse.course import make_scratch_course
+    from llmcourse.authoring.sampleclass import make_scratch_course
     nobody, daemon = pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("daemon").pw_uid
     c = make_scratch_course(tmp_path / "course", ROOT, [A])
     inbound = c.root / "exchange" / "llm-course" / "inbound"

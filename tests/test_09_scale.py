@@ -1,6 +1,6 @@
 """9. Scale: the sandboxed grader on a Dask cluster, with a PostgreSQL gradebook.
 
-A PostgreSQL server from Debian's package (llmcourse.devdb) is started for this module on a
+A PostgreSQL server from Debian's package (llmcourse.authoring.devdb) is started for this module on a
 loopback port, as the `postgres` user when the tests run as root, and stopped afterwards.
 A Dask scheduler with three worker processes stands in for a department's cluster: the
 grader is given only its address, as it would be in production.
@@ -33,7 +33,7 @@ STUDENTS = {"c1": "all", "c2": "all", "c3": "all", "blank": "none", "p1": "half"
 @pytest.fixture(scope="module")
 def pg():
     require_sandbox()
-    from llmcourse.devdb import PostgresServer, PostgresUnavailable
+    from llmcourse.authoring.devdb import PostgresServer, PostgresUnavailable
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
@@ -66,7 +66,7 @@ def cluster_run(pg, tmp_path_factory) -> ClusterRun:
 
     from dask.distributed import LocalCluster
 
-    from llmcourse.course import solution_cell_ids
+    from llmcourse.grading.course import solution_cell_ids
     url = pg.create_database("gradebook")
     course = harness.scratch_course(tmp_path_factory.mktemp("scale"), [A], env={"LLMCOURSE_DB_URL": url})
     ids = solution_cell_ids(ROOT / "source" / A / NB)
@@ -129,8 +129,8 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
 
     Each writer reports when its own write started and ended (lock held): on PostgreSQL some
     writes overlap (they really ran at once); on SQLite none do (the lock serialises them)."""
-    from llmcourse.course import cell_scores, graded_cells, run_nbgrader
-    from llmcourse.gradebook import Writer
+    from llmcourse.grading.course import cell_scores, graded_cells, run_nbgrader
+    from llmcourse.grading.gradebook import Writer
     root = cluster_run.root
     env = dict(cluster_run.env)
     if db == "sqlite":
@@ -180,7 +180,7 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
 
 
 def test_unreachable_gradebook_is_a_clear_error(cluster_run):
-    from llmcourse.devdb import free_port
+    from llmcourse.authoring.devdb import free_port
     env = dict(cluster_run.env, LLMCOURSE_DB_URL=f"postgresql://grader:s3cret@127.0.0.1:{free_port()}/gb")
     proc = _cli(["grade", "--assignment", A, "--engine", "threads"], cwd=cluster_run.root, env=env, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -216,7 +216,7 @@ def test_second_grading_run_of_the_same_assignment_is_refused(cluster_run):
 
 def test_a_stuck_gradebook_write_fails_that_submission_and_returns(cluster_run):
     """A lock nobody releases (or a stalled database) stops the write after the timeout."""
-    from llmcourse.gradebook import GradebookError, Writer
+    from llmcourse.grading.gradebook import GradebookError, Writer
     env = dict(cluster_run.env, LLMCOURSE_GRADEBOOK_TIMEOUT_S="2")
     env.pop("LLMCOURSE_DB_URL", None)   # SQLite: writers take the lock file
     lock = cluster_run.root / ".grader" / "gradebook.lock"

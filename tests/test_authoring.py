@@ -9,7 +9,7 @@ import pytest
 from nbutil import ROOT
 
 from llmcourse.authoring.unbuild import unbuild, write_back, write_back_all
-from llmcourse.nbbuild import AuthoringError, build_notebook, dumps
+from llmcourse.authoring.nbbuild import AuthoringError, build_notebook, dumps
 
 NBSRCS = sorted((ROOT / "authoring").glob("*/*.nbsrc"))
 

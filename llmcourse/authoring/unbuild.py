@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..nbbuild import AuthoringError, build_notebook
+from .nbbuild import AuthoringError, build_notebook
 
 
 def _nbgrader(cell) -> dict | None:

@@ -5,8 +5,8 @@ import json
 
 from nbfactory import answer, copy, error, locked, md, notebook, ran, stream, student, graded, written
 
-from llmcourse.grader import Grader
-from llmcourse.trusted import CellVerdict
+from llmcourse.grading.grader import Grader
+from llmcourse.grading.trusted import CellVerdict
 
 LEAK = "LEAK:c2VjcmV0"
 

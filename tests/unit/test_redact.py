@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmcourse.gradebook import redact
+from llmcourse.grading.gradebook import redact
 
 SECRET = "s3cr3t-Pw"
 

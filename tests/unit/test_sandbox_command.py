@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcourse import sandbox
+from llmcourse.grading import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 # bwrap options and how many arguments each takes
@@ -65,8 +65,9 @@ def test_the_course_itself_is_not_there():
     bound = [Path(a[0]).resolve() for o, a in opts if o == "--ro-bind"]
     for secret in (ROOT, ROOT / "source", ROOT / "release", ROOT / "tests", ROOT / "authoring"):
         assert not any(secret.is_relative_to(b) for b in bound), f"{secret} is reachable inside the sandbox"
-    pkg = Path(sandbox.__file__).resolve().parent
-    assert pkg in bound, "the course's package is bound read-only (the runner imports it)"
+    import llmcourse
+    pkg = Path(llmcourse.__file__).resolve().parent
+    assert pkg in bound, "the whole course package is bound read-only (the runner and the checks import it)"
 
 
 def test_ro_files_are_bound_only_when_they_are_regular_files(tmp_path):

@@ -14,9 +14,9 @@ import pytest
 from nbfactory import error, stream, graded
 from nbformat.v4 import new_code_cell, new_output
 
-from llmcourse import trusted
-from llmcourse.grader import _shown_outputs
-from llmcourse.nbgrader_ext import ScrubHiddenTestOutputs
+from llmcourse.grading import trusted
+from llmcourse.grading.grader import _shown_outputs
+from llmcourse.grading.nbgrader_ext import ScrubHiddenTestOutputs
 
 SECRET_LINE = 'check_close("test_f/edge", f([1e308, 1e308]), 710.4758600739439)'
 SECRET_VALUE = "710.4758600739439"
@@ -102,7 +102,10 @@ def test_reference_outputs_that_quote_a_secret_are_dropped_in_any_json_escaping(
              stream("unicode: naïve_sum = ½ · total\n"),                 # non-ASCII: escaped by json.dumps
              new_output("display_data", data={"text/plain": f"'{SECRET_LINE}'"}),
              new_output("execute_result", data={"text/plain": "RECORD_ONLY"}, execution_count=1),
-             stream("tab\tand test_f/edge")]
+             stream("tab\tand test_f/edge"),
+             new_output("error", ename="ValueError", evalue=f"while checking {SECRET_VALUE}: {SECRET_LINE}",
+                        traceback=[]),
+             stream(["list ", "of ", "test_f/", "edge"])]
     assert _shown_outputs(leaks, SECRETS) == []
 
 

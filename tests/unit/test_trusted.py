@@ -12,8 +12,8 @@ import pytest
 
 from nbfactory import answer, copy, error, locked, md, notebook, ran, stream, student, graded, write, written
 
-from llmcourse import trusted
-from llmcourse.checks import NOT_REACHED
+from llmcourse.grading import trusted
+from llmcourse.student.checks import NOT_REACHED
 
 H0, H1 = trusted.HIDDEN_BEGIN, trusted.HIDDEN_END
 
@@ -60,7 +60,7 @@ def test_hidden_value_checks_lose_their_expected_value_positional_and_keyword():
 
 
 def test_attribute_calls_and_checks_nested_in_blocks_are_stripped_too():
-    src = hidden("import llmcourse.checks as ck",
+    src = hidden("import llmcourse.student.checks as ck",
                  "for n in (1, 2):\n    if n:\n        ck.check_close(f't/n{n}', f(n), 123.5)")
     out = trusted.sandbox_source(src, set())
     [c] = calls(out, "check_close")

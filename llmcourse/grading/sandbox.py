@@ -1,6 +1,6 @@
 """Run one command in a sandbox: bubblewrap namespaces + seccomp + cgroup v1 limits + rlimits.
 
-Isolation (bubblewrap, started by root through llmcourse.sandbox_launch, run unprivileged):
+Isolation (bubblewrap, started by root through llmcourse.grading.sandbox_launch, run unprivileged):
   - bwrap itself runs as SANDBOX_HOST_UID (default 2000000000: no account, no subordinate
     id; ``LLMCOURSE_SANDBOX_UID`` changes it), so the sandbox's uid 65534 (nobody) maps to
     that host uid, never to root; all capabilities dropped; no nested user namespaces
@@ -8,7 +8,7 @@ Isolation (bubblewrap, started by root through llmcourse.sandbox_launch, run unp
   - network
     namespace (loopback only: the Jupyter kernel's ZMQ sockets live inside it), PID, IPC
     and UTS namespaces, a new session (no terminal injection), dies with its parent;
-  - a seccomp filter (llmcourse.seccomp): no ptrace, no new namespaces, no mounts, no
+  - a seccomp filter (llmcourse.grading.seccomp): no ptrace, no new namespaces, no mounts, no
     keyrings, bpf, io_uring, kernel modules, ... ;
   - a filesystem made only of: /usr (read-only), the Python runtime and the course's virtual
     environment and package (read-only, followed through symbolic links), a private /tmp,
@@ -277,7 +277,7 @@ def _python_runtime() -> list[Path]:
     exe = Path(python_executable())
     paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), exe.parent.parent,
              Path(sys.executable).resolve().parent.parent}
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]   # the whole llmcourse package (the runner imports student/)
     paths.add(pkg)
     return sorted(paths)
 
