@@ -135,3 +135,92 @@ def test_unbuild_of_a_small_notebook_names_every_kind():
     nb.cells[3].metadata["nbgrader"] = {"grade": False, "solution": False, "locked": True, "grade_id": "own",
                                         "schema_version": 3}
     assert unbuild(nb, "t") == "%%% md\n# T\n\n%%% code\nimport x\n\n%%% code free\nscratch\n\n%%% code id=own\ny = 1\n"
+
+
+# ------------------------------------------------------------------ make new
+def _course_copy(dest: Path) -> Path:
+    """A copy of the course (no virtual environment, no git, no build outputs) the tests can run in."""
+    import shutil
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "__pycache__", ".pytest_cache", "autograded",
+                                  "submitted", "feedback", "reports", ".grader", "gradebook.db", "*.egg-info")
+    shutil.copytree(ROOT, dest, ignore=skip, symlinks=True)
+    return dest
+
+
+def test_a_new_assignment_passes_every_structure_test(tmp_path):
+    """`make new` in a copy of the course, then the structure and contract tests run there."""
+    import subprocess
+    import sys
+
+    from llmcourse.authoring.misconceptions import load
+    from llmcourse.authoring.scaffold import new_assignment
+    copy = _course_copy(tmp_path / "course")
+    written = new_assignment(copy, "09_scaffolded")
+    assert {p.relative_to(copy).as_posix() for p in written} == {
+        "authoring/09_scaffolded/scaffolded.nbsrc", "authoring/09_scaffolded/misconceptions.toml",
+        "tests/contracts/a09_scaffolded.toml", "source/09_scaffolded/scaffolded.ipynb", "README.md"}
+    assert "| 09 | `09_scaffolded` |" in (copy / "README.md").read_text()
+    assert len(load(copy, "09_scaffolded")) >= 6
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_01_structure.py",
+                           "tests/test_contracts.py", "-k", "09_scaffolded or built_from_authoring or six_mutants "
+                           "or contract_file or mutant_applies"], cwd=copy, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    ran = proc.stdout + proc.stderr
+    assert " passed" in ran and "09_scaffolded" in ran, ran[-2000:]
+
+
+def _tiny_course(root: Path) -> Path:
+    (root / "authoring" / "01_one").mkdir(parents=True)
+    (root / "source" / "01_one").mkdir(parents=True)
+    (root / "tests" / "contracts").mkdir(parents=True)
+    (root / "README.md").write_text("| # | assignment | what |\n|---|---|---|\n| 01 | `01_one` | one |\n")
+    return root
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("07", "is not an assignment id"), ("7_x", "is not an assignment id"), ("07_X", "is not an assignment id"),
+    ("07-x", "is not an assignment id"), ("", "is not an assignment id"), ("07_x/../../etc", "is not an assignment id"),
+    ("01_one", "authoring/01_one already exists"), ("01_two", "number 01 is already used by 01_one"),
+])
+def test_new_refuses_a_bad_or_taken_id_and_writes_nothing(tmp_path, bad, message):
+    from llmcourse.authoring.scaffold import ScaffoldError, new_assignment
+    root = _tiny_course(tmp_path)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    readme = (root / "README.md").read_text()
+    with pytest.raises(ScaffoldError, match=message):
+        new_assignment(root, bad)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    assert (root / "README.md").read_text() == readme
+
+
+def test_new_puts_the_readme_row_in_order(tmp_path):
+    from llmcourse.authoring.scaffold import ScaffoldError, new_assignment
+    root = _tiny_course(tmp_path)
+    new_assignment(root, "03_three")
+    new_assignment(root, "02_two")
+    rows = [ln for ln in (root / "README.md").read_text().splitlines() if ln.startswith("| 0")]
+    assert [r.split("`")[1] for r in rows] == ["01_one", "02_two", "03_three"]
+    (root / "README.md").write_text("no table here\n")
+    with pytest.raises(ScaffoldError, match="no table of assignments"):
+        new_assignment(root, "04_four")
+    assert not (root / "authoring" / "04_four").exists()
+
+
+def test_cli_nbbuild_both_ways(monkeypatch, capsys, tmp_path):
+    from llmcourse.cli import main
+    monkeypatch.chdir(ROOT)
+    assert main(["nbbuild", "--check"]) == 0
+    assert "source/ matches authoring/" in capsys.readouterr().out
+    assert main(["nbbuild", "--check", "--reverse", "--assignment", "01_chain_rule"]) == 0
+    assert "authoring/ matches source/" in capsys.readouterr().out
+    assert main(["nbbuild", "--check", "--assignment", "99_nothing"]) == 2
+    copy = _course_copy(tmp_path / "course")
+    nb = copy / "source" / "01_chain_rule" / "chain_rule.ipynb"
+    nb.write_text(nb.read_text().replace("Every large language model you have heard of",
+                                         "Every big language model you know"))
+    monkeypatch.chdir(copy)
+    assert main(["nbbuild", "--reverse", "--check"]) == 1
+    assert main(["nbbuild", "--reverse"]) == 0
+    assert "wrote: authoring/01_chain_rule/chain_rule.nbsrc" in capsys.readouterr().out
+    assert "Every big language model you know" in (copy / "authoring" / "01_chain_rule" / "chain_rule.nbsrc").read_text()
+    assert main(["nbbuild", "--check"]) == 0, "the rebuilt notebook is the edited one"
