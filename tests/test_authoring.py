@@ -101,6 +101,8 @@ def _break(nb, how):
         answer.metadata["nbgrader"]["grade_id"] = "my answer"
     elif how == "raw cell":
         nb.cells.append(nbformat.v4.new_raw_cell("raw"))
+    elif how == "points on an answer cell":
+        answer.metadata["nbgrader"]["points"] = 3
     return nb
 
 
@@ -113,6 +115,7 @@ def _break(nb, how):
     ("header line in a cell", "a line starting with %%% would open a new cell"),
     ("grade id with a space", "must be a word without spaces"),
     ("raw cell", "raw cells have no place"),
+    ("points on an answer cell", "its nbgrader metadata cannot be written to the authoring source"),
 ])
 def test_metadata_breaking_edits_are_refused_and_nothing_is_written(how, message, tmp_path):
     nbsrc = ROOT / "authoring" / "01_chain_rule" / "chain_rule.nbsrc"

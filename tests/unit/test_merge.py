@@ -71,6 +71,16 @@ def test_course_cells_before_the_first_answer_show_the_reference_run():
     assert merged.cells[3].outputs == [], "answer cells: no outputs"
 
 
+def test_outputs_the_canonical_notebook_carries_are_dropped_too():
+    nb = canonical()
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = [stream(LEAK)]
+    merged = merge(nb)
+    assert LEAK not in json.dumps([c.get("outputs", []) for c in merged.cells])
+    assert merged.cells[1].outputs == [stream("setup done\n")], "before the first answer: the reference's"
+
+
 def test_without_reference_outputs_every_cell_is_empty():
     merged = merge(ref=None)
     assert all(c.outputs == [] for c in merged.cells if c.cell_type == "code" and c is not merged.cells[4])
