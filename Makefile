@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample unbuild new
+        mutation mutation-sample check-student-install unbuild new
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -126,6 +126,9 @@ mutation: $(STAMP) ## mutate every solution, run the hidden tests: docs/mutation
 mutation-sample: $(STAMP) ## CI: a fixed sample of mutants per notebook; fails on a survivor no list explains (SAMPLE=16)
 	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) --sample $(or $(SAMPLE),16) --check \
 	  $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)
+
+check-student-install: $(STAMP) ## a fresh venv with only `pip install .` (what a student gets) runs every notebook (minutes)
+	$(BIN)/python scripts/check_student_install.py
 
 clean: ## remove build outputs and caches (keeps .venv, source/, release/, the gradebook)
 	rm -rf $(BUILD) .pytest_cache

@@ -99,34 +99,29 @@ def cmd_nbgrader(args) -> int:
 
 def cmd_grade(args) -> int:
     """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grading.grader)."""
-    from . import sandbox
-    from .grading.grader import Grader
+    from .grading.grader import FlagCode, grade_assignment
 
     root = find_root()
-    try:
-        sandbox.check_available()
-    except sandbox.SandboxUnavailable as exc:
-        if not args.unsafe:
-            raise CourseError(f"{exc}. Refusing to run student code unsandboxed; pass --unsafe "
-                              f"(make autograde UNSAFE=1) to use stock nbgrader instead.") from None
-        _say(f"WARNING: {exc}; grading with stock nbgrader, student code runs unsandboxed as you")
-        args.subcommand, args.extra = "autograde", ["--force"]
-        return cmd_nbgrader(args)
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
-        g = Grader(root, a, workers=args.workers, engine=args.engine, scheduler=args.scheduler or None)
         t0 = time.perf_counter()
-        outcomes = g.grade_all(only=only or None)
+        run = grade_assignment(root, a, allow_stock=args.unsafe, only=only or None, workers=args.workers,
+                               engine=args.engine, scheduler=args.scheduler or None)
         secs = time.perf_counter() - t0
+        if not run.sandboxed:
+            _say(f"WARNING: {run.stock_reason}; {a} graded by stock nbgrader in {secs:.0f} s, student code ran "
+                 f"unsandboxed as you")
+            continue
+        outcomes = run.outcomes
         flagged = [o for o in outcomes if o.flags]
         _say(f"{a}: graded {len(outcomes)} submission(s) in {secs:.0f} s "
              f"({sum(o.resumed for o in outcomes)} unchanged since the last run); {len(flagged)} flagged")
         for o in outcomes:
-            flag = "FLAGGED: " + terminal(o.flags[0]) if o.flags else ""
+            flag = "FLAGGED: " + terminal(o.flags[0].message) if o.flags else ""
             _say(f"  {terminal(o.student):<32} {o.score:>5g} / {o.max_score:<5g} {flag}")
-        _say(f"  reports: {g.reports}")
-        if any(f.startswith("grader error") for o in outcomes for f in o.flags):
+        _say(f"  reports: {run.reports}")
+        if any(o.has_flag(FlagCode.GRADER_ERROR) for o in outcomes):
             status = 1
     return status
 

@@ -71,7 +71,7 @@ def sandboxed_trivial_seconds(course_root: Path, assignment: str, env: dict, rep
     out = []
     for i in range(repeats):
         t0 = time.perf_counter()
-        _, cells, _ = g._run(nbformat.from_dict(nb), course_root / ".grader" / f"trivial-{i}")
+        cells = g.runner.run(nbformat.from_dict(nb)).cells
         out.append(time.perf_counter() - t0)
         if cells is None or cells[0] is None:
             raise SystemExit("the sandboxed one-cell notebook did not run")
@@ -134,12 +134,12 @@ class Bench:
         return secs, self.totals(root, env)
 
     def ours(self, template: Path, n: int, workers: int) -> tuple[float, dict, list]:
-        from llmcourse.grading.grader import Grader
+        from llmcourse.grading.grader import FlagCode, Grader
         root, env = self.copy(template, f"ours-{n}-w{workers}", n)
         t0 = time.perf_counter()
         outcomes = Grader(root, self.a, workers=workers, env=env, progress=True, engine=self.args.engine).grade_all()
         secs = time.perf_counter() - t0
-        bad = [o for o in outcomes if any(f.startswith("grader error") for f in o.flags)]
+        bad = [o for o in outcomes if o.has_flag(FlagCode.GRADER_ERROR)]
         if bad:
             raise SystemExit(f"grader errors: {bad[0].flags}")
         return secs, self.totals(root, env), outcomes

@@ -23,6 +23,7 @@ import pytest
 
 import harness
 from conftest import require_sandbox
+from llmcourse.grading.flags import FlagCode
 from nbutil import ROOT, meta
 
 A = "01_chain_rule"
@@ -389,9 +390,9 @@ def test_hostile_class_cannot_gain_or_harm(course):
             lost = {g: c["reason"][:120] for g, c in o.cells.items() if not c["passed"]}
             problems.append(f"{student}: scored {o.score}, expected {want} (flags: {o.flags}; "
                             f"failed cells: {dict(list(lost.items())[:3])})")
-        if flag and not any(flag in f for f in o.flags):
+        if flag and not any(flag in f.message for f in o.flags):
             problems.append(f"{student}: expected a flag containing {flag!r}, got {o.flags}")
-        if any(f.startswith("grader error") for f in o.flags):
+        if o.has_flag(FlagCode.GRADER_ERROR):
             problems.append(f"{student}: grader error {o.flags}")
     assert not problems, "\n".join(problems)
 
@@ -440,7 +441,8 @@ def test_feedback_of_flagged_submission_hides_hidden_tests(course):
     harness.submit(course, student, SILENCE_ERRORS(course.correct_nb), A)
     outcome = harness.grade(course, A, [student])[student]
     assert outcome.score == CORRECT - LSE_POINTS
-    assert any("test_logsumexp" in f and "disagrees with the reference" in f for f in outcome.flags), outcome.flags
+    assert any(f.code is FlagCode.TAMPERED and "test_logsumexp" in f.message and "disagrees with the reference" in f.message
+               for f in outcome.flags), outcome.flags
     page = harness.feedback_html(course, A, student)
     assert "HIDDEN TESTS" not in page and "RECORD_ONLY" not in page
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]

@@ -1,11 +1,12 @@
 """Executes one notebook inside the grading sandbox (python -m llmcourse.grading.sandbox_runner).
 
-Protocol with the grader (llmcourse.grading.grader), over the Unix socket at LLMCOURSE_CHANNEL
-(llmcourse.grading.sandbox: this process connects first, then the grader stops listening):
+Protocol with the grader (llmcourse.grading.protocol, which both ends use), over the Unix
+socket at LLMCOURSE_CHANNEL (llmcourse.grading.sandbox: this process connects first, then the
+grader stops listening):
   in : one line with a hex key, then the notebook JSON, then end of input;
-  out: after every code cell, one line ``<hmac-sha256 hex> <json>`` with the cell's index,
-       its (capped) outputs, its run time and the check records the kernel wrote meanwhile;
-       a runner that fails sends ``{"fatal": ...}`` the same way.
+  out: after every code cell, one signed line with the cell's index, its (capped) outputs,
+       its run time and the check records the kernel wrote meanwhile; a runner that fails
+       sends ``{"fatal": ...}`` the same way.
 The key and the connection never leave this process (made non-dumpable before it connects,
 so the student's kernel cannot read its memory or file descriptors; the socket is not
 inherited by the kernel), and everyone's stdout/stderr is /dev/null: a line the kernel
@@ -22,8 +23,6 @@ with an error, and grading goes on. Output beyond a per-cell budget is dropped w
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -39,6 +38,8 @@ import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
+
+from . import protocol  # noqa: E402
 
 WORK = os.environ.get("LLMCOURSE_RUNNER_WORK", "/sandbox")
 RECORDS = os.path.join(WORK, "records.jsonl")
@@ -110,14 +111,13 @@ def read_input(sock: socket.socket) -> tuple[bytes, str]:
         if not piece:
             break
         chunks.append(piece)
-    data = b"".join(chunks)
-    key_line, _, notebook = data.partition(b"\n")
-    return bytes.fromhex(key_line.strip().decode()), notebook.decode("utf-8")
+    return protocol.decode_request(b"".join(chunks))
 
 
 class Emitter:
     def __init__(self, key: bytes, sock: socket.socket):
         self.key = key
+        self.signer = protocol.Signer(key)
         self.out = sock.makefile("wb", buffering=0)
         self.records_pos = 0
 
@@ -132,9 +132,7 @@ class Emitter:
             return ""
 
     def emit(self, payload: dict) -> None:
-        body = json.dumps(payload, default=str).encode()
-        mac = hmac.new(self.key, body, hashlib.sha256).hexdigest().encode()
-        self.out.write(mac + b" " + body + b"\n")
+        self.out.write(self.signer.line(payload))
 
 
 def main() -> int:

@@ -1,12 +1,12 @@
-"""Unit tests of the output merge: the notebook nbgrader records for a submission."""
+"""Unit tests of the output merge (llmcourse.grading.merge.graded_notebook): the notebook nbgrader records."""
 from __future__ import annotations
 
 import json
 
-from nbfactory import answer, copy, error, locked, md, notebook, ran, stream, student, graded, written
+from nbfactory import copy, error, answer, locked, md, notebook, stream, student, graded, written
 
-from llmcourse.grading.grader import Grader
-from llmcourse.grading.trusted import CellVerdict
+from llmcourse.grading.merge import graded_notebook
+from llmcourse.grading.trusted import Verdict
 
 LEAK = "LEAK:c2VjcmV0"
 
@@ -28,22 +28,22 @@ REF = [[], [stream("setup done\n")],
        [{"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}]]
 
 
-def student_run(nb):
-    """What the student's kernel printed in every cell (a hook can print anywhere)."""
-    return [ran([stream(LEAK), error("CheckFailed", "[test_f/v] " + LEAK)]) if c.cell_type == "code" else None
-            for c in nb.cells]
-
-
 def merge(nb=None, verdicts=None, ref=REF):
     nb = nb or canonical()
-    verdicts = verdicts or [CellVerdict("test_f", 3, False, "CheckFailed: [test_f/v] off by 1"),
-                            CellVerdict("test_g", 2, True)]
-    return Grader._merge(nb, student_run(nb), verdicts, ref)
+    verdicts = verdicts or [Verdict("test_f", 3, False, "CheckFailed: [test_f/v] off by 1"),
+                            Verdict("test_g", 2, True)]
+    return graded_notebook(nb, verdicts, ref)
 
 
-def test_nothing_the_students_run_printed_is_kept():
-    merged = merge()
+def test_nothing_a_run_printed_is_kept():
+    """Whatever outputs the notebook carries (a kernel's hook can print anywhere) are dropped."""
+    nb = canonical()
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = [stream(LEAK), error("CheckFailed", "[test_f/v] " + LEAK)]
+    merged = merge(nb)
     assert LEAK not in json.dumps([c.get("outputs", []) for c in merged.cells])
+    assert merged.cells[1].outputs == [stream("setup done\n")], "before the first answer: the reference's"
 
 
 def test_a_failed_test_cell_shows_the_graders_verdict_only():
@@ -55,7 +55,7 @@ def test_a_failed_test_cell_shows_the_graders_verdict_only():
 
 
 def test_a_failed_verdict_without_reason_still_shows_a_failure():
-    cell = merge(verdicts=[CellVerdict("test_f", 3, False, ""), CellVerdict("test_g", 2, True)]).cells[4]
+    cell = merge(verdicts=[Verdict("test_f", 3, False, ""), Verdict("test_g", 2, True)]).cells[4]
     assert cell.outputs[0].ename == "Failed" and cell.outputs[0].evalue == "the test did not pass"
 
 
@@ -69,16 +69,6 @@ def test_course_cells_before_the_first_answer_show_the_reference_run():
     assert merged.cells[2].outputs[0]["data"] == {"image/png": "iVBOR"}
     assert merged.cells[5].outputs == [], "after the first answer: no outputs, even of course cells"
     assert merged.cells[3].outputs == [], "answer cells: no outputs"
-
-
-def test_outputs_the_canonical_notebook_carries_are_dropped_too():
-    nb = canonical()
-    for c in nb.cells:
-        if c.cell_type == "code":
-            c.outputs = [stream(LEAK)]
-    merged = merge(nb)
-    assert LEAK not in json.dumps([c.get("outputs", []) for c in merged.cells])
-    assert merged.cells[1].outputs == [stream("setup done\n")], "before the first answer: the reference's"
 
 
 def test_without_reference_outputs_every_cell_is_empty():

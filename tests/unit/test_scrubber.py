@@ -2,7 +2,7 @@
 
 - ``ScrubHiddenTestOutputs`` (nbgrader's GenerateFeedback, before ClearHiddenTests): every output
   of a cell with a hidden-test region becomes one short line of the grader's own.
-- ``_shown_outputs`` (the grader): which outputs of the reference run feedback may show at all.
+- ``shown_outputs`` (llmcourse.grading.merge): which outputs of the reference run feedback may show at all.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nbfactory import error, stream, graded
 from nbformat.v4 import new_code_cell, new_output
 
 from llmcourse.grading import trusted
-from llmcourse.grading.grader import _shown_outputs
+from llmcourse.grading.merge import shown_outputs as _shown_outputs
 from llmcourse.grading.nbgrader_ext import ScrubHiddenTestOutputs
 
 SECRET_LINE = 'check_close("test_f/edge", f([1e308, 1e308]), 710.4758600739439)'

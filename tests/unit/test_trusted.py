@@ -13,6 +13,7 @@ import pytest
 from nbfactory import answer, copy, error, locked, md, notebook, ran, stream, student, graded, write, written
 
 from llmcourse.grading import trusted
+from llmcourse.grading.flags import FlagCode
 from llmcourse.student.checks import NOT_REACHED
 
 H0, H1 = trusted.HIDDEN_BEGIN, trusted.HIDDEN_END
@@ -280,6 +281,11 @@ def submission(rel, tmp_path, edit=None, name="sub.ipynb"):
     return path
 
 
+def flagged(c, code: FlagCode) -> list[str]:
+    """The messages of the canonical notebook's flags with this code."""
+    return [f.message for f in c.flags if f.code is code]
+
+
 def by_id(nb) -> dict:
     return {trusted.meta(c).get("grade_id"): c for c in nb.cells if trusted.meta(c).get("grade_id")}
 
@@ -342,7 +348,7 @@ def test_a_duplicated_answer_cell_grades_the_first(tmp_path):
         nb.cells.insert(3, second)
     c = trusted.canonical_notebook(src, rel, submission(rel, tmp_path, dup))
     assert by_id(c.nb)["f"].source == "def f(x):\n    return x + x"
-    assert "answer cell 'f' appears more than once; the first was graded" in c.flags
+    assert flagged(c, FlagCode.ANSWER_DUPLICATE) == ["answer cell 'f' appears more than once; the first was graded"]
 
 
 def test_an_answer_cell_that_changed_type_is_ignored(tmp_path):
@@ -352,7 +358,7 @@ def test_an_answer_cell_that_changed_type_is_ignored(tmp_path):
         nb.cells[2].cell_type = "markdown"
         del nb.cells[2]["outputs"], nb.cells[2]["execution_count"]
     c = trusted.canonical_notebook(src, rel, submission(rel, tmp_path, retype))
-    assert "answer cell 'f' changed type; ignored" in c.flags
+    assert flagged(c, FlagCode.ANSWER_TYPE_CHANGED) == ["answer cell 'f' changed type; ignored"]
     assert by_id(c.nb)["f"].source == rel.cells[2].source and by_id(c.nb)["f"].cell_type == "code"
 
 
@@ -363,9 +369,9 @@ def test_missing_answer_cells_are_graded_as_the_release_stub(tmp_path):
         nb.cells[4].metadata["nbgrader"]["grade_id"] = "my_g"
     c = trusted.canonical_notebook(src, rel, submission(rel, tmp_path, rename))
     assert by_id(c.nb)["g"].source == rel.cells[4].source
-    assert "answer cells missing (graded as blank): g" in c.flags
+    assert flagged(c, FlagCode.ANSWERS_MISSING) == ["answer cells missing (graded as blank): g"]
     c = trusted.canonical_notebook(src, rel, submission(rel, tmp_path, lambda nb: nb.cells.clear()))
-    assert "no answer cell of this assignment was found in the notebook" in c.flags
+    assert flagged(c, FlagCode.NO_ANSWER_CELLS) == ["no answer cell of this assignment was found in the notebook"]
 
 
 def test_cells_of_the_students_own_follow_the_answer_they_followed(tmp_path):
@@ -454,6 +460,7 @@ def test_matching_records_pass_with_the_cells_points():
     v = verdicts(nb, run_all(nb), dict(REF))
     assert list(v) == ["test_f", "test_fb"], "one verdict per test cell, in order"
     assert v["test_f"].passed and v["test_f"].points == 3.0 and v["test_f"].reason == "" and not v["test_f"].tampered
+    assert v["test_f"].failed_check is None
     assert v["test_fb"].passed and v["test_fb"].points == 2.0
 
 
@@ -482,11 +489,11 @@ def test_a_failed_visible_check_is_named_a_failed_hidden_one_is_not():
     stu = dict(REF, **{"test_f/v": [rec("test_f/v", 2.5)]})
     err = {"test_f": [error("CheckFailed", "[test_f/v] off")]}
     v = verdicts(nb, run_all(nb, err), stu)["test_f"]
-    assert not v.passed and v.reason.startswith("CheckFailed: [test_f/v] ")
+    assert not v.passed and v.reason.startswith("CheckFailed: [test_f/v] ") and v.failed_check == "test_f/v"
     stu = dict(REF, **{"test_f/h": [rec("test_f/h", 7.0)]})
     v = verdicts(nb, run_all(nb, err), stu)["test_f"]
     assert not v.passed and v.reason.startswith("CheckFailed: a hidden check failed: ")
-    assert "test_f/h" not in v.reason and "6.0" not in v.reason
+    assert "test_f/h" not in v.reason and "6.0" not in v.reason and v.failed_check is None
 
 
 def test_the_kernels_own_pass_is_overruled_and_flagged():
