@@ -65,6 +65,7 @@ def test_an_edit_made_in_jupyter_arrives_in_the_nbsrc(tmp_path):
     code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="OUTPUT-OF-A-RUN\n")]
     code.execution_count = 3
     code.metadata["collapsed"] = False
+    _cell(nb, lambda c: _meta(c).get("grade") and c.cell_type == "code").metadata["nbgrader"]["cell_type"] = "code"
     nbformat.write(nb, str(ipynb))
     out = tmp_path / "edited.nbsrc"
     out.write_bytes(nbsrc.read_bytes())

@@ -12,8 +12,9 @@ written: nbgrader metadata that matches none of its cell kinds (an unlocked test
 autograded answer cell, points that are not a whole number, a grade id used twice, ...), or a
 line starting with ``%%%`` inside a cell. The check is done by building the written text again
 and comparing every cell's kind, source and nbgrader metadata with the notebook's.
-Outputs, execution counts and JupyterLab's own cell metadata (collapsed, scrolled) are not part
-of the source and are dropped, as ``make notebooks`` would drop them.
+Outputs, execution counts, JupyterLab's own cell metadata (collapsed, scrolled) and the
+``cell_type`` that nbgrader's Create Assignment toolbar records are not part of the source and
+are dropped, as ``make notebooks`` would drop them.
 
 jupytext's percent format was considered instead: it can carry the nbgrader metadata as JSON on
 each ``# %%`` line, but every markdown line becomes a ``#`` comment, the headers grow to a line of
@@ -117,8 +118,9 @@ def _comparable(nb) -> list:
         if m is not None and c.get("cell_type") == "markdown" and not (m.get("grade") or m.get("solution")
                                                                       or m.get("locked")):
             m = None
-        if m is not None:
+        if m is not None:   # what nbgrader's own toolbar adds, and nbbuild writes anyway or never needs
             m.pop("schema_version", None)
+            m.pop("cell_type", None)
         tags = sorted(t for t in (c.get("metadata", {}).get("tags") or []) if t == "parameters")
         out.append((c.get("cell_type"), src.strip("\n"), m, tags))
     return out
