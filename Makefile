@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample check-student-install lint
+        mutation mutation-sample check-student-install lint unbuild new
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -62,12 +62,19 @@ sysdeps-grading:
 	@$(MAKE) --no-print-directory sysdeps SYSTEM_PACKAGES="$(GRADING_PACKAGES)"
 
 notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
-	$(BIN)/python -m llmcourse.authoring.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
+	$(COURSE) nbbuild --assignment $(ASSIGNMENT)
+
+unbuild: $(STAMP) ## write source/*.ipynb edited in Jupyter back to authoring/*.nbsrc (then: make notebooks)
+	$(COURSE) nbbuild --reverse --assignment $(ASSIGNMENT)
+
+new: $(STAMP) ## scaffold a new assignment that passes the structure tests: make new ASSIGNMENT=07_name
+	@if [ "$(ASSIGNMENT)" = all ]; then echo "usage: make new ASSIGNMENT=NN_name"; exit 2; fi
+	$(COURSE) new $(ASSIGNMENT)
 
 translations: $(STAMP) ## update the translation catalogues (authoring/*/*.<lang>.po) from the English sources (LANG_CODE=vi)
 	$(BIN)/python -m llmcourse.authoring.i18n update --lang $(or $(LANG_CODE),vi) --assignment $(ASSIGNMENT)
 
-release: $(STAMP) ## nbgrader generate_assignment: source/ -> release/ (committed)
+release: $(STAMP) notebooks ## authoring/ -> source/ (nbbuild), then nbgrader generate_assignment: source/ -> release/ (committed)
 	$(COURSE) release --assignment $(ASSIGNMENT)
 
 publish: $(STAMP) ## nbgrader release_assignment: put release/ into the exchange

@@ -12,6 +12,9 @@
     llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
+    llmcourse nbbuild   [--assignment] [--check] [--reverse]  authoring/*.nbsrc -> source/*.ipynb; --reverse writes
+                                                              notebooks edited in Jupyter back to authoring/
+    llmcourse new       NN_name                               scaffold a new assignment (llmcourse.authoring.scaffold)
 """
 from __future__ import annotations
 
@@ -335,6 +338,43 @@ def cmd_demo(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_nbbuild(args) -> int:
+    from .authoring.nbbuild import AuthoringError, build_all
+    from .authoring.unbuild import write_back_all
+    root = find_root()
+    only = None if args.assignment == "all" else args.assignment
+    if only and not (root / ("source" if args.reverse else "authoring") / only).is_dir():
+        raise CourseError(f"unknown assignment {only!r}")
+    try:
+        if args.reverse:
+            changed = write_back_all(root, only, check=args.check)
+        else:
+            changed = [str(Path(c).resolve().relative_to(root)) for c in
+                       build_all(root / "authoring", root / "source", check=args.check, only=only)]
+    except AuthoringError as exc:
+        raise CourseError(str(exc)) from None
+    verb = "differs: " if args.check else "wrote: "
+    for c in changed:
+        _say(verb + c)
+    if not changed:
+        _say("nothing to write: " + ("authoring/ matches source/" if args.reverse else "source/ matches authoring/"))
+    return 1 if changed and args.check else 0
+
+
+def cmd_new(args) -> int:
+    from .authoring.scaffold import ScaffoldError, new_assignment
+    root = find_root()
+    try:
+        written = new_assignment(root, args.id)
+    except ScaffoldError as exc:
+        raise CourseError(str(exc)) from None
+    for p in written:
+        _say(f"wrote {p.relative_to(root)}")
+    _say(f"next: edit authoring/{args.id}/, then `make release ASSIGNMENT={args.id}` and "
+         f"`make test PYTEST_ARGS=\"--assignment {args.id}\"`")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="llmcourse", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -381,6 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     demo = with_assignment(sub.add_parser("demo"))
     demo.add_argument("--out", default="build/demo")
     demo.set_defaults(func=cmd_demo)
+
+    nbb = with_assignment(sub.add_parser("nbbuild", help="build source/ from authoring/ (or back, --reverse)"))
+    nbb.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything differs")
+    nbb.add_argument("--reverse", action="store_true",
+                     help="write source/<id>/<nb>.ipynb (edited in Jupyter) back to authoring/<id>/<nb>.nbsrc")
+    nbb.set_defaults(func=cmd_nbbuild)
+    new = sub.add_parser("new", help="scaffold a new assignment NN_name")
+    new.add_argument("id", help="the new assignment's id, e.g. 07_tokenization")
+    new.set_defaults(func=cmd_new)
 
     args = p.parse_args(argv)
     try:

@@ -24,6 +24,49 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_STATE, ignore_errors=True)
 
 
+# Tests that use these fixtures grade a class or run nbgrader over every assignment: slow.
+SLOW_FIXTURES = {"graded_course", "fresh_release"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--assignment", default=None, metavar="ID",
+                     help="run only the tests of one assignment (e.g. 01_chain_rule): the tests whose id names "
+                          "it or its notebook, and the class-fixture tests, which then grade only it")
+
+
+def _assignment_names(a: str) -> set[str]:
+    return {a} | {p.stem for p in (ROOT / "source" / a).glob("*.ipynb")}
+
+
+def pytest_configure(config):
+    a = config.getoption("assignment")
+    if a:
+        known = sorted(p.name for p in (ROOT / "source").iterdir() if p.is_dir())
+        if a not in known:
+            raise pytest.UsageError(f"--assignment {a}: no such assignment (one of {', '.join(known)})")
+        os.environ["LLMCOURSE_ASSIGNMENTS"] = a   # the class fixture grades only this one
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    a = config.getoption("assignment")
+    if not a:
+        return
+    names = _assignment_names(a)
+    keep, drop = [], []
+    for item in items:
+        params = item.nodeid.split("[", 1)[1] if "[" in item.nodeid else ""
+        values = getattr(getattr(item, "callspec", None), "params", {}).values()
+        named = a in item.nodeid or any(n in params for n in names) \
+            or any(getattr(v, "assignment", None) == a for v in values)   # e.g. a misconception mutant
+        (keep if named or "graded_course" in getattr(item, "fixturenames", ()) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def require_system(command: str, package: str) -> None:
     """Skip when a Debian-packaged tool is missing; under CI (CI=true) a missing tool fails the test."""
     if shutil.which(command):

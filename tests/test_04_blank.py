@@ -16,12 +16,20 @@ def test_blank_scores_zero_everywhere(graded_course):
 
 def test_blank_test_cells_fail_with_not_implemented(graded_course):
     for a in graded_course.assignments:
-        for path in (graded_course.root / "autograded" / "blank" / a).glob("*.ipynb"):
+        paths = sorted((graded_course.root / "autograded" / "blank" / a).glob("*.ipynb"))
+        assert paths, f"{a}: no autograded notebook of the blank submission"
+        checked = 0
+        for path in paths:
             nb = nbformat.read(str(path), 4)
             for c in nb.cells:
                 if is_test_cell(c):
                     errors = [o for o in c.outputs if o.output_type == "error"]
                     assert errors, f"{a}/{meta(c)['grade_id']}: no error on the blank notebook"
+                    assert errors[0].ename == "NotImplementedError", \
+                        f"{a}/{meta(c)['grade_id']}: the blank notebook failed with {errors[0].ename}, " \
+                        f"not with the stub's NotImplementedError"
+                    checked += 1
+        assert checked, f"{a}: no test cell in the autograded blank notebook"
 
 
 def test_partial_scores_between(graded_course):

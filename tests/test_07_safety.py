@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import harness
 import nbformat
 import pytest
 from conftest import require_sandbox
@@ -49,32 +50,9 @@ def _tree_hash(path: Path) -> str:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     require_sandbox()
-    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
-    from llmcourse.grading.course import generate_release
-    c = make_scratch_course(tmp_path_factory.mktemp("safety") / "course", ROOT, [A])
-    generate_release(c.root, A, c.env)
-    correct = tmp_path_factory.mktemp("nb") / NB
-    build_submission(c.root / "release" / A / NB, ROOT / "source" / A / NB, correct, fill="all")
-    c.correct_nb = nbformat.read(str(correct), 4)
+    c = harness.scratch_course(tmp_path_factory.mktemp("safety"), [A])
+    c.correct_nb = harness.filled(c, A, "all")
     return c
-
-
-def _grader(course, **limits):
-    from llmcourse.grading.grader import Grader
-    from llmcourse.grading.sandbox import Limits
-    lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=20, cell_output_kb=64)
-    for k, v in limits.items():
-        setattr(lim, k, v)
-    return Grader(course.root, A, workers=2, limits=lim, env=course.env, progress=False)
-
-
-def _submit(course, student: str, nb=None, raw: bytes | None = None, name: str = NB) -> None:
-    d = course.root / "submitted" / student / A
-    d.mkdir(parents=True, exist_ok=True)
-    if raw is not None:
-        (d / name).write_bytes(raw)
-    else:
-        nbformat.write(nb, str(d / name))
 
 
 def _copy(nb):
@@ -98,6 +76,13 @@ def with_solution(base, gid: str, code: str):
 
 
 WRONG_LSE = "def logsumexp(x, axis=None):\n    return 0.0\n"
+
+
+def SILENCE_ERRORS(ok):  # noqa: N802 (an attack, named like the others' constants)
+    """A wrong logsumexp, and a kernel that swallows every exception (the cell then "passes")."""
+    return with_solution(ok, "logsumexp", WRONG_LSE + "import sys\n"
+                         "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
+                         "sys.excepthook = lambda *a: None\n")
 
 
 def _attacks(course, port: int) -> dict[str, tuple]:
@@ -129,10 +114,7 @@ def _attacks(course, port: int) -> dict[str, tuple]:
                                             "math.isclose = lambda *a, **k: True\n"
                                             "builtins.abs = lambda x: 0.0\n"), NB, CORRECT - LSE_POINTS,
                               "disagrees with the reference"),
-        "silence_errors": (with_solution(ok, "logsumexp", WRONG_LSE + "import sys\n"
-                                         "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)\n"
-                                         "sys.excepthook = lambda *a: None\n"), NB, CORRECT - LSE_POINTS,
-                           "disagrees with the reference"),
+        "silence_errors": (SILENCE_ERRORS(ok), NB, CORRECT - LSE_POINTS, "disagrees with the reference"),
         "equal_to_everything": (with_solution(ok, "logsumexp", "class Anything:\n"
                                               "    def __eq__(self, other): return True\n"
                                               "    def __ne__(self, other): return False\n"
@@ -358,38 +340,31 @@ def _cgroups() -> set[str]:
 
 @pytest.mark.slow
 def test_hostile_class_cannot_gain_or_harm(course):
-    from llmcourse.grading.course import cell_scores
-
     cgroups_before = _cgroups()
     # a control student graded first: their grade must survive the attacks untouched
-    _submit(course, "control", course.correct_nb)
-    g = _grader(course)
-    first = {o.student: o for o in g.grade_all(only=["control"])}
+    harness.submit(course, "control", course.correct_nb)
+    first = harness.grade(course, A, ["control"])
     assert first["control"].score == CORRECT, first["control"].flags
-    db_url = f"sqlite:///{course.db_path}"
-    control_grades = cell_scores(db_url, A)["control"]
+    control_grades = harness.scores(course, A)["control"]
 
     listener = _Listener()
     attacks = _attacks(course, listener.port)
     for student, (payload, name, _, _) in attacks.items():
         if payload is None:
             continue
-        if isinstance(payload, bytes):
-            _submit(course, student, raw=payload, name=name)
-        else:
-            _submit(course, student, payload, name=name)
+        harness.submit(course, student, payload, A, name=name)
     # links in the submission folder: a notebook linked to the source, extra files linked to secrets
-    linked = course.root / "submitted" / "symlinked_notebook" / A
+    linked = harness.submission_dir(course, A, "symlinked_notebook")
     linked.mkdir(parents=True)
     (linked / NB).symlink_to(course.root / "source" / A / NB)
-    extra = course.root / "submitted" / "symlinked_extras" / A
+    extra = harness.submission_dir(course, A, "symlinked_extras")
     extra.mkdir(parents=True)
     nbformat.write(with_solution(course.correct_nb, "logsumexp", WRONG_LSE + "print(open('gb.txt', 'rb').read(15))\n"),
                    str(extra / NB))
     (extra / "gb.txt").symlink_to(course.root / "gradebook.db")
     (extra / "records.jsonl").write_text('{"name": "test_logsumexp/small", "kind": "close", "value": 0.6931471805599453}\n')
     (extra / "notes\udcff.txt").write_bytes(b"a file whose name is not UTF-8")
-    (course.root / "submitted" / "solution_beside" / A / "helper.py").write_text(
+    (harness.submission_dir(course, A, "solution_beside") / "helper.py").write_text(
         "import numpy as np\n"
         "def logsumexp(x, axis=None):\n"
         "    x = np.asarray(x, dtype=np.float64)\n"
@@ -405,7 +380,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
     protected.update({p: _tree_hash(p) for p in (course.root / "submitted").iterdir()})
 
     t0 = time.perf_counter()
-    outcomes = {o.student: o for o in _grader(course).grade_all(only=list(attacks))}
+    outcomes = harness.grade(course, A, list(attacks))
     batch_s = time.perf_counter() - t0
     listener.close()
 
@@ -424,36 +399,28 @@ def test_hostile_class_cannot_gain_or_harm(course):
 
     for p, h in protected.items():
         assert p.exists() and _tree_hash(p) == h, f"{p} changed during grading"
-    assert cell_scores(db_url, A)["control"] == control_grades, "an earlier grade changed"
+    assert harness.scores(course, A)["control"] == control_grades, "an earlier grade changed"
     assert listener.hits == 0, "a submission reached a loopback listener outside its sandbox"
-    graded = course.root / "autograded"
-    def outputs_text(student):
-        return "".join(json.dumps(c.get("outputs", [])) for p in (graded / student).rglob("*.ipynb")
-                       for c in nbformat.read(str(p), 4).cells if c.cell_type == "code")
-    huge = next((graded / "huge_stdout" / A).glob("*.ipynb")).stat().st_size
+    huge = len(nbformat.writes(harness.graded_notebooks(course, A, "huge_stdout")[0]))
     assert huge < 2 * 2**20, f"the graded notebook kept {huge} bytes of output"
-    assert "CONNECTED" not in outputs_text("network")
+    assert "CONNECTED" not in harness.outputs_text(course, A, "network")
     assert not _cgroups() - cgroups_before, "cgroups were left behind"
     # what a spying submission captured (the hidden tests sent to its kernel) never reaches feedback
-    from llmcourse.grading.course import run_nbgrader
     from llmcourse.grading.trusted import hidden_secrets
-    run_nbgrader(["generate_feedback", A, "--student", "spy_on_tests", "--force"], cwd=course.root, env=course.env)
-    page = next((course.root / "feedback" / "spy_on_tests" / A).glob("*.html")).read_text()
+    page = harness.feedback_html(course, A, "spy_on_tests")
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
     assert not shown, f"hidden test text in feedback: {shown[:3]}"
     # (3) nothing a student's run printed reaches the graded notebook or feedback, encoded or not
     import re
     leaked = re.compile(r"LEAK:[A-Za-z0-9+/=]{16,}")     # the payload, not the attack's own source text
-    assert "LEAK:" not in outputs_text("spy_encoded")
-    run_nbgrader(["generate_feedback", A, "--student", "spy_encoded", "--force"], cwd=course.root, env=course.env)
-    page = next((course.root / "feedback" / "spy_encoded" / A).glob("*.html")).read_text()
+    assert "LEAK:" not in harness.outputs_text(course, A, "spy_encoded")
+    page = harness.feedback_html(course, A, "spy_encoded")
     assert not leaked.search(page), "what the spy printed reached the feedback"
     # (2) no live HTML of a written answer in what Formgrader and feedback render
-    staged = nbformat.read(str(next((graded / "script_answer" / A).glob("*.ipynb"))), 4)
-    answers = [c.source for c in staged.cells if c.cell_type == "markdown" and meta(c).get("solution")]
+    [recorded] = harness.graded_notebooks(course, A, "script_answer")
+    answers = [c.source for c in recorded.cells if c.cell_type == "markdown" and meta(c).get("solution")]
     assert answers and all("<script" not in a and "onerror" not in a and "javascript:" not in a for a in answers)
-    run_nbgrader(["generate_feedback", A, "--student", "script_answer", "--force"], cwd=course.root, env=course.env)
-    page = next((course.root / "feedback" / "script_answer" / A).glob("*.html")).read_text()
+    page = harness.feedback_html(course, A, "script_answer")
     assert "window.__pwned = 1</script>" not in page and "onerror" not in page and "My answer." in page
     # (7) reports: no formula, no terminal control sequence, whatever the students wrote
     import csv
@@ -462,35 +429,40 @@ def test_hostile_class_cannot_gain_or_harm(course):
         assert "\x1b" not in text and "\x07" not in text, f"{f.name} holds control characters"
         for row in csv.reader(text.splitlines()):
             assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in row), (f.name, row)
-    scores = cell_scores(db_url, A)
-    assert set(scores) == set(attacks) | {"control"}
+    assert set(harness.scores(course, A)) == set(attacks) | {"control"}
     print(f"\n{len(attacks)} hostile submissions graded in {batch_s:.0f} s")
 
 
 @pytest.mark.slow
 def test_feedback_of_flagged_submission_hides_hidden_tests(course):
-    from llmcourse.grading.course import run_nbgrader
-    if not (course.root / "autograded" / "silence_errors").exists():
-        pytest.skip("needs the hostile batch")
-    run_nbgrader(["generate_feedback", A, "--student", "silence_errors", "--force"], cwd=course.root, env=course.env)
-    page = next((course.root / "feedback" / "silence_errors" / A).glob("*.html")).read_text()
+    """A submission that silences its kernel's errors is flagged, and its feedback still quotes no
+    hidden test (this test grades its own submission: it needs no other test to have run)."""
+    from llmcourse.grading.trusted import hidden_secrets
+    student = "silenced_feedback"
+    harness.submit(course, student, SILENCE_ERRORS(course.correct_nb), A)
+    outcome = harness.grade(course, A, [student])[student]
+    assert outcome.score == CORRECT - LSE_POINTS
+    assert any(f.code is FlagCode.TAMPERED and "test_logsumexp" in f.message and "disagrees with the reference" in f.message
+               for f in outcome.flags), outcome.flags
+    page = harness.feedback_html(course, A, student)
     assert "HIDDEN TESTS" not in page and "RECORD_ONLY" not in page
-    assert "test_logsumexp" in page
+    shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
+    assert not shown, f"hidden test text in feedback: {shown[:3]}"
+    assert "test_logsumexp" in harness.visible_text(page), "the failed cell is named in the feedback"
 
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
     """Kill the grader half-way (SIGKILL), run it again: same grades, nothing duplicated or lost."""
-    from llmcourse.grading.course import cell_scores
     students = ["r_correct", "r_partial", "r_blank"]
     partial = with_solution(course.correct_nb, "logsumexp", WRONG_LSE)
-    _submit(course, "r_correct", course.correct_nb)
-    _submit(course, "r_partial", partial)
+    harness.submit(course, "r_correct", course.correct_nb)
+    harness.submit(course, "r_partial", partial)
     blank = _copy(course.correct_nb)
     for c in blank.cells:
         if meta(c).get("solution") and c.cell_type == "code":
             c.source = "raise NotImplementedError()"
-    _submit(course, "r_blank", blank)
+    harness.submit(course, "r_blank", blank)
 
     env = dict(course.env, LLMCOURSE_LIMIT_CELL_TIMEOUT_S="10", PYTHONPATH=str(ROOT))
     # (issue 14) the grader is started through a virtual environment reached by a symbolic link
@@ -501,10 +473,9 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
            "--students", ",".join(students)]
     proc = subprocess.Popen(cmd, cwd=course.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    done_dir = course.root / ".grader" / A / "done"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        if any((done_dir / f"{s}.json").exists() for s in students):
+        if harness.finished(course, A, students):
             break
         time.sleep(0.2)
     try:
@@ -513,25 +484,24 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
         pass
     proc.wait()
     assert proc.returncode in (-signal.SIGKILL, None) or proc.returncode == 0, f"the grader failed ({proc.returncode})"
-    finished = [s for s in students if (done_dir / f"{s}.json").exists()]
+    finished = harness.finished(course, A, students)
     assert finished, "the grader started through a linked .venv graded nothing before the deadline"
     assert len(finished) < len(students), "the grader finished before it could be killed"
 
-    out1 = {o.student: o for o in _grader(course).grade_all(only=students)}
+    out1 = harness.grade(course, A, students)
     assert {s for s, o in out1.items() if o.resumed} == set(finished)
     assert (out1["r_correct"].score, out1["r_partial"].score, out1["r_blank"].score) == (CORRECT, CORRECT - LSE_POINTS, 0.0)
-    grades1 = {s: v for s, v in cell_scores(f"sqlite:///{course.db_path}", A).items() if s in students}
+    grades1 = {s: v for s, v in harness.scores(course, A).items() if s in students}
     # grading the same submissions again changes nothing
-    out2 = {o.student: o for o in _grader(course).grade_all(only=students)}
+    out2 = harness.grade(course, A, students)
     assert all(o.resumed for o in out2.values())
-    for s in students:  # forced re-grade of a submission gives the same grade
-        (done_dir / f"{s}.json").unlink()
-    out3 = {o.student: o for o in _grader(course).grade_all(only=students)}
+    harness.forget(course, A, students)   # forced re-grade of a submission gives the same grade
+    out3 = harness.grade(course, A, students)
     assert {s: o.score for s, o in out3.items()} == {s: o.score for s, o in out1.items()}
-    grades3 = {s: v for s, v in cell_scores(f"sqlite:///{course.db_path}", A).items() if s in students}
+    grades3 = {s: v for s, v in harness.scores(course, A).items() if s in students}
     assert grades1 == grades3
     from nbgrader.api import Gradebook
-    with Gradebook(f"sqlite:///{course.db_path}") as gb:
+    with Gradebook(harness.db_url(course)) as gb:
         subs = [s.student_id for s in gb.assignment_submissions(A) if s.student_id in students]
     assert sorted(subs) == sorted(students), "one submission row per student"
     assert not _cgroups(), "cgroups left by the killed grader were not cleaned up"
@@ -577,6 +547,7 @@ s.sendall((json.dumps(info) + "\n").encode())
 """
 
 
+@pytest.mark.slow
 def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
     """(5) pid 1 holds /dev/null only, one connection to the grader, no nested user namespace,
     no ptrace, no capabilities, seccomp on, and every process of the sandbox is the host uid
@@ -642,6 +613,7 @@ def _entry(inbound: Path, name: str, uid: int, files: dict, links: dict | None =
     return d
 
 
+@pytest.mark.slow
 def test_collect_trusts_nothing_in_the_exchange(tmp_path):
     """(1) links and special files refused, the owner decides the student id, a forged later entry
     in a victim's name is refused, reads happen as the entry's owner (here: accounts nobody and daemon)."""

@@ -17,13 +17,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness
 import pytest
 from conftest import require_sandbox
 from nbutil import ROOT
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
-STUDENTS = {"c1": "correct", "c2": "correct", "c3": "correct", "blank": "blank", "p1": "partial", "p2": "partial"}
+pytestmark = pytest.mark.slow   # a PostgreSQL server, a Dask cluster, grading
+
+STUDENTS = {"c1": "all", "c2": "all", "c3": "all", "blank": "none", "p1": "half", "p2": "half"}
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +65,12 @@ def cluster_run(pg, tmp_path_factory) -> ClusterRun:
 
     from dask.distributed import LocalCluster
 
-    from llmcourse.authoring.sampleclass import build_sample, make_scratch_course
-    from llmcourse.grading.course import generate_release
-    course = make_scratch_course(tmp_path_factory.mktemp("scale") / "course", ROOT, [A])
+    from llmcourse.grading.course import solution_cell_ids
     url = pg.create_database("gradebook")
-    course.env["LLMCOURSE_DB_URL"] = url
-    generate_release(course.root, A, course.env)
-    src = ROOT / "source" / A / NB
-    for student, kind in STUDENTS.items():
-        build_sample(course.root, A, src, student, kind)
+    course = harness.scratch_course(tmp_path_factory.mktemp("scale"), [A], env={"LLMCOURSE_DB_URL": url})
+    ids = solution_cell_ids(ROOT / "source" / A / NB)
+    for student, fill in STUDENTS.items():
+        harness.submit(course, student, harness.filled(course, A, ids[: len(ids) // 2] if fill == "half" else fill))
     with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR) as cluster:
         t0 = time.perf_counter()
@@ -88,11 +88,11 @@ def _submissions(url: str) -> dict[str, float]:
 
 def test_cluster_grades_into_postgresql(cluster_run, graded_course):
     """Same per-cell grades as the SQLite class fixture; one row per student; no SQLite file."""
-    from llmcourse.grading.course import cell_scores
     run = cluster_run
     assert run.proc.returncode == 0, run.proc.stdout[-3000:] + run.proc.stderr[-3000:]
     assert not (run.root / "gradebook.db").exists(), "grades went to SQLite, not PostgreSQL"
-    scores = cell_scores(run.url, A)
+    assert harness.db_url(run) == run.url
+    scores = harness.scores(run, A)
     assert sorted(scores) == sorted(STUDENTS), "a submission is missing from the PostgreSQL gradebook"
     if A not in graded_course.scores:
         pytest.skip(f"{A} not in this run's class fixture")
@@ -139,7 +139,7 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
     else:
         url = cluster_run.url
     names = [f"w{i:02d}" for i in range(24)]
-    rel = _stage_copies(root, root / ".grader" / A / "staged" / "c1" / A, names)
+    rel = _stage_copies(root, harness.staged(cluster_run, A, "c1"), names)
     writers = [Writer(root, env) for _ in range(4)]
     barrier = threading.Barrier(len(writers))
     spans, errors = [], []

@@ -160,6 +160,7 @@ def test_two_megabytes_of_trailing_code_cost_almost_nothing(tmp_path):
     assert time.perf_counter() - t0 < 5
 
 
+@pytest.mark.slow
 def test_html_export_of_a_huge_notebook_is_bounded(tmp_path):
     """`make feedback` / Formgrader on a notebook no grader capped (stock nbgrader's, say): LimitCellSize."""
     from nbconvert import HTMLExporter
@@ -408,6 +409,7 @@ def test_sandbox_starts_the_interpreter_through_a_linked_venv(tmp_path):
 
 
 # ------------------------------------------------------------------ the lab
+@pytest.mark.slow
 def test_make_lab_refuses_root_without_an_account():
     if os.geteuid() != 0:
         pytest.skip("the refusal is for root")

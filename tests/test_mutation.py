@@ -127,6 +127,7 @@ def test_observer_analysis():
     assert cells_to_run(names, 1, rng_cells=set(), mode="all") == list(range(2, 10))
 
 
+@pytest.mark.slow
 def test_runner_kills_survives_and_times_out(tmp_path):
     solution = ("def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION\n\n\n"
                 "def clip(x):\n    ### BEGIN SOLUTION\n    if x < 0:\n        return 0\n    return x\n"

@@ -20,15 +20,22 @@ def test_profile_is_checked_and_forced_to_smoke_when_grading(monkeypatch):
     assert env.resolve_profile("full") == "smoke"
 
 
-def test_device_pick():
+def test_device_pick(monkeypatch):
+    import torch
     assert env.pick_device("cpu") == "cpu"
-    assert env.pick_device("auto") in ("cpu", "cuda", "mps")
     with pytest.raises(ValueError):
         env.pick_device("tpu")
-    import torch
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="cuda"):
-            env.pick_device("cuda")
+    # "auto" prefers CUDA, then MPS, then the CPU: each branch with the backends made to answer
+    for cuda, mps, want in ((True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda mps=mps: mps)
+        assert env.pick_device("auto") == want, (cuda, mps)
+        for explicit, present in (("cuda", cuda), ("mps", mps)):
+            if present:
+                assert env.pick_device(explicit) == explicit
+            else:
+                with pytest.raises(RuntimeError, match=explicit):
+                    env.pick_device(explicit)
 
 
 def test_seeding_reproduces():

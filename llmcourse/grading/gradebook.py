@@ -28,6 +28,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import select
 import subprocess
 import sys
@@ -59,14 +60,22 @@ def is_sqlite(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
+    """The URL without its password, for messages and logs.
+
+    Hides the password of ``user:password@host`` (the password may hold ``:``, ``/``, ``?`` or
+    ``@``) and the value of a ``password=`` query parameter (libpq's form), any case; the rest
+    of the URL is kept as it was."""
     scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        cred, host = rest.rsplit("@", 1)
+    head, q, query = rest.partition("?")
+    if "@" not in head and "@" in rest:   # a '?' inside the password: the userinfo runs past it
+        head, q, query = rest, "", ""
+    if "@" in head:
+        cred, host = head.rsplit("@", 1)
         if ":" in cred:
             cred = cred.split(":", 1)[0] + ":***"
-        rest = cred + "@" + host
-    return scheme + sep + rest
+        head = cred + "@" + host
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", query)
+    return scheme + sep + head + q + query
 
 
 def _alembic_on_path() -> None:

@@ -20,14 +20,25 @@ MAX_OUTPUTS = 50
 MAX_STREAM_CHARS = 20000
 
 
+def _output_text(o: dict) -> str:
+    """Every text of one output that feedback could show: stream text, text/plain, error name and value."""
+    parts = []
+    for v in (o.get("text"), (o.get("data") or {}).get("text/plain"), o.get("ename"), o.get("evalue")):
+        if isinstance(v, list):
+            v = "".join(str(x) for x in v)
+        if v is not None:
+            parts.append(str(v))
+    return "\n".join(parts)
+
+
 def shown_outputs(outputs: list, secrets_: list[str]) -> list:
     """Outputs of the reference run that feedback may show: text and PNG, quoting no hidden test."""
     keep = []
     for o in outputs[:MAX_OUTPUTS]:
         if not isinstance(o, dict):
             continue
-        text = json.dumps(o.get("text", "")) + json.dumps((o.get("data") or {}).get("text/plain", ""))
-        if any(sec in text for sec in secrets_):
+        text = _output_text(o)   # as shown, and as JSON would escape it (quotes, non-ASCII)
+        if any(sec in text or json.dumps(sec)[1:-1] in text for sec in secrets_):
             continue
         kind = o.get("output_type")
         if kind == "stream" and isinstance(o.get("text"), str):

@@ -123,6 +123,7 @@ def read_input(sock: socket.socket) -> tuple[bytes, str]:
 class Emitter:
     def __init__(self, key: bytes, sock: socket.socket):
         self.key = key
+        self.signer = protocol.Signer(key)
         self.out = sock.makefile("wb", buffering=0)
         self.records_pos = 0
 
@@ -137,7 +138,7 @@ class Emitter:
             return ""
 
     def emit(self, payload: dict) -> None:
-        self.out.write(protocol.sign(self.key, payload))
+        self.out.write(self.signer.line(payload))
 
 
 def main() -> int:
