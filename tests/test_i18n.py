@@ -368,3 +368,54 @@ def test_english_sentence_left_fails(tiny):
 ])
 def test_english_heuristic_lets_vinglish_formulas_and_citations_pass(text):
     assert english_left(text) is None
+
+
+# --------------------------------------------------------------------------- Vietnamese text in the notebooks
+
+VI_SAMPLE = ROOT / "tests" / "data" / "vi_sample.txt"
+# (notebook, the given function that splits text into sentences of words)
+WORD_SPLITTERS = [("01_chain_rule/chain_rule.nbsrc", "split_sentences"),
+                  ("02_entropy_perplexity/entropy_perplexity.nbsrc", "to_sentences")]
+
+
+def _given_function(nb, name):
+    """Define one function of a notebook's given code, alone (no kernel, no corpus)."""
+    import ast
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                namespace = {"re": re, "unicodedata": unicodedata}
+                exec(compile(ast.Module([node], []), f"<{name}>", "exec"), namespace)
+                return namespace[name]
+    raise AssertionError(f"{name} is not defined in the notebook")
+
+
+@pytest.mark.parametrize("edition", ["en"] + LANGS)
+@pytest.mark.parametrize("where,name", WORD_SPLITTERS)
+def test_word_splitters_keep_vietnamese_syllables_whole(where, name, edition):
+    nbsrc = ROOT / "authoring" / where
+    nb = build_notebook(nbsrc) if edition == "en" else i18n.translate_notebook(nbsrc, edition)
+    split = _given_function(nb, name)
+    sentence = "Tiếng Việt là tiếng mẹ đẻ của học sinh."
+    expected = [["tiếng", "việt", "là", "tiếng", "mẹ", "đẻ", "của", "học", "sinh"]]
+    for form in ("NFC", "NFD"):   # decomposed input must not split "Tiếng" into "Tie" + "ng"
+        got = split(unicodedata.normalize(form, sentence))
+        assert got == expected, f"{name} on {form} input: {got}"
+    # the test text: every token is one whole syllable, lower-cased, in NFC, and none is lost
+    text = VI_SAMPLE.read_text(encoding="utf-8")
+    tokens = [w for s in split(unicodedata.normalize("NFD", text)) for w in s]
+    syllables = [w for w in re.findall(r"[^\W\d_]+", text.lower())]
+    assert tokens == syllables, f"{name}: {len(tokens)} tokens, {len(syllables)} syllables in {VI_SAMPLE.name}"
+    assert all(unicodedata.is_normalized("NFC", w) for w in tokens)
+
+
+@pytest.mark.parametrize("edition", ["en"] + LANGS)
+@pytest.mark.parametrize("where", [w for w, _ in WORD_SPLITTERS])
+def test_notebooks_that_split_words_say_what_a_vietnamese_word_is(where, edition):
+    nbsrc = ROOT / "authoring" / where
+    nb = build_notebook(nbsrc) if edition == "en" else i18n.translate_notebook(nbsrc, edition)
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert '"học sinh"' in prose and re.search(r"syllable|âm tiết", prose), \
+        "say that a Vietnamese 'word' token is a syllable (\"học sinh\" is two)"
