@@ -419,3 +419,15 @@ def test_notebooks_that_split_words_say_what_a_vietnamese_word_is(where, edition
     prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert '"học sinh"' in prose and re.search(r"syllable|âm tiết", prose), \
         "say that a Vietnamese 'word' token is a syllable (\"học sinh\" is two)"
+
+
+def test_display_math_with_a_phrase_in_text_is_a_message():
+    """$$...\\text{over all parameters}$$ on its own is translatable; a one-word label is notation."""
+    phrase = "$$\\lVert g \\rVert_2 = \\sqrt{\\sum g^2}\\ \\text{over all parameters together.}$$"
+    label = "$$\\hat p_{\\text{data}} = \\frac{C}{N}$$"
+    assert [s.msgid for s in i18n.segments("markdown", phrase)] == [phrase]
+    assert i18n.segments("markdown", label) == []
+    vi = phrase.replace("over all parameters together.", "trên mọi tham số gộp chung.")
+    assert i18n.translate_cell("markdown", phrase, {phrase: vi}.__getitem__) == vi
+    with pytest.raises(i18n.TranslationError):   # the words may change, the math may not
+        i18n.translate_cell("markdown", phrase, {phrase: vi.replace("g^2", "g")}.__getitem__)
