@@ -101,11 +101,16 @@ def _md_blocks(source: str) -> list[tuple[str, bool]]:
 
 
 def _md_has_words(text: str) -> bool:
+    """Prose outside math, or a phrase of two or more words inside math's \\text{...}
+    (display math such as $$... \\text{over all parameters}$$ is read too; a one-word label
+    such as \\text{data} is notation)."""
     rest = _URL.sub(" ", _INLINE_CODE.sub(" ", _MATH.sub(" ", text)))
-    return bool(_LETTER.search(rest))
+    if _LETTER.search(rest):
+        return True
+    return any(len(_WORD.findall(m.group(2))) >= 2 for math in _MATH.findall(text) for m in _MATH_WORDS.finditer(math))
 
 
-_MATH_WORDS = re.compile(r"\\(text|textrm|textit|mathrm)\{[^{}]*\}")
+_MATH_WORDS = re.compile(r"\\(text|textrm|textit|mathrm)\{([^{}]*)\}")
 
 
 def _md_invariants(text: str) -> dict:
