@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample check-student-install unbuild new
+        mutation mutation-sample check-student-install lint unbuild new
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -115,7 +115,10 @@ lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extension
 demo: $(STAMP) ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
 	$(COURSE) demo --out $(BUILD)/demo
 
-test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
+lint: $(STAMP) ## ruff, configured in pyproject.toml (make test runs it first)
+	$(BIN)/ruff check .
+
+test: $(STAMP) sysdeps lint ## the linter, then the whole test suite (CI runs exactly this)
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="keep an existing --venv (skip the install)")
     ap.add_argument("--assignment", nargs="*", default=[], help="only these assignments' notebooks")
     args = ap.parse_args(argv)
-    import papermill as pm   # from the calling environment
+    import papermill as pm  # from the calling environment
 
     work = Path(tempfile.mkdtemp(prefix="llmcourse-student-"))
     venv = Path(args.venv).resolve() if args.venv else work / "venv"

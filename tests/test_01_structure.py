@@ -8,11 +8,10 @@ import tomllib
 
 import nbformat
 import pytest
+from nbutil import CHECK_CALL, ROOT, graded_source_nbs, graded_test_cells, meta, read, source_nbs, split_hidden
 from traitlets.config import Config
 
 from llmcourse.authoring.misconceptions import load as load_misconceptions
-from nbutil import CHECK_CALL, ROOT, graded_source_nbs, meta, read, source_nbs, split_hidden, graded_test_cells
-
 from llmcourse.authoring.nbbuild import build_all
 
 ALL = source_nbs()
@@ -43,7 +42,7 @@ def test_pins_agree_everywhere():
     for name, version in req.items():
         assert cons.get(name) == version, f"constraints.txt pins {name}=={cons.get(name)}, requirements {version}"
     union: dict[str, str] = {}
-    for group, pins in _pyproject_groups().items():
+    for pins in _pyproject_groups().values():
         for name, version in pins.items():
             assert union.setdefault(name, version) == version, f"pyproject.toml pins {name} twice, differently"
     assert union == req, "requirements.txt must be exactly the union of pyproject.toml's dependency lists"
@@ -74,7 +73,8 @@ def test_student_install_is_what_the_notebooks_import():
                     imported.add(node.module.split(".")[0])
     third_party = imported - set(sys.stdlib_module_names) - {"llmcourse", "nbgrader"}
     assert third_party, "the release notebooks import numpy, torch, ...: the scan found nothing"
-    assert third_party <= student, f"imported by a notebook but not installed by `pip install .`: {third_party - student}"
+    assert third_party <= student, \
+        f"imported by a notebook but not installed by `pip install .`: {third_party - student}"
     assert student - third_party == {"ipykernel"}, "`pip install .` is the notebooks' imports and their kernel only"
     assert not student & GRADING_ONLY
     assert {"nbgrader", "dask", "psycopg", "bleach"} <= set(groups["grader"])

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 import harness
-from nbutil import ROOT, read, split_hidden, graded_test_cells
+from nbutil import ROOT, graded_test_cells, read, split_hidden
 
 from llmcourse.grading.course import run_nbgrader
 

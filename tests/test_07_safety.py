@@ -7,6 +7,7 @@ Short limits keep the suite fast.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -23,8 +24,9 @@ import pytest
 
 import harness
 from conftest import require_sandbox
-from llmcourse.grading.flags import FlagCode
 from nbutil import ROOT, meta
+
+from llmcourse.grading.flags import FlagCode
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
@@ -55,7 +57,7 @@ def course(tmp_path_factory):
 
 
 def _copy(nb):
-    return nbformat.from_dict(json.loads(json.dumps(nb)))
+    return copy.deepcopy(nb)
 
 
 def _idx(nb, gid):
@@ -574,8 +576,8 @@ def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
                 continue
             for pid in pids:
                 try:
-                    uid_line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines()
-                                    if l.startswith("Uid:"))
+                    uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                                    if line.startswith("Uid:"))
                     seen_uids |= {int(u) for u in uid_line.split()[1:]}
                 except (OSError, StopIteration):
                     pass

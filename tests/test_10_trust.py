@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from nbutil import ROOT, meta, read, split_hidden
 
 from llmcourse.grading import htmlsafe, safetext, seccomp, trusted
@@ -103,7 +102,8 @@ def test_html_exports_sanitise_every_markdown_cell_and_drop_active_outputs():
                                           "application/javascript": "window.__pwned = 7",
                                           "text/plain": "shown"})])]
     c = Config()
-    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
+    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize",
+                                    "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
     html, _ = HTMLExporter(config=c).from_notebook_node(nb)
     body = html.split("<body", 1)[1]
     cells = body.split('id="notebook-container"', 1)[-1] if 'id="notebook-container"' in body else body
@@ -131,11 +131,13 @@ def test_size_caps_reject_with_a_clear_message(tmp_path):
     many = _with_cells(ok, [nbformat.v4.new_code_cell("y = 2\n" * 10000) for _ in range(6)], tmp_path / "many.ipynb")
     c = trusted.canonical_notebook(src, rel, many)
     assert c.rejected and "256 KB" in c.rejected
-    cells = _with_cells(ok, [nbformat.v4.new_markdown_cell("m") for _ in range(trusted.MAX_CELLS)], tmp_path / "cells.ipynb")
+    cells = _with_cells(ok, [nbformat.v4.new_markdown_cell("m") for _ in range(trusted.MAX_CELLS)],
+                        tmp_path / "cells.ipynb")
     c = trusted.canonical_notebook(src, rel, cells)
     assert c.rejected and "cells, over the limit" in c.rejected
     assert not any(meta(x).get("solution") and "YOUR CODE" not in x.source and x.cell_type == "code"
-                   and "raise NotImplementedError" not in x.source for x in c.nb.cells), "a rejected notebook is graded blank"
+                   and "raise NotImplementedError" not in x.source for x in c.nb.cells), \
+        "a rejected notebook is graded blank"
     assert trusted.canonical_notebook(src, rel, ok).rejected is None
 
 
@@ -167,7 +169,8 @@ def test_html_export_of_a_huge_notebook_is_bounded(tmp_path):
     nb.cells += [nbformat.v4.new_code_cell("a = 1\n" * 10000) for _ in range(35)]   # 2.1 MB of code
     nb.cells.append(nbformat.v4.new_code_cell("b = 2\n" * 100000))                 # one 600 KB cell
     c = Config()
-    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
+    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize",
+                                    "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
     c.LimitCellSize.max_total_chars = 128 * 1024   # the default is 512 KB; smaller keeps this test fast
     exporter = HTMLExporter(config=c)
     t0 = time.perf_counter()
@@ -213,7 +216,7 @@ def _hidden_assignments(nb) -> list[str]:
     import ast
     names = []
     for c in nb.cells:
-        if c.cell_type == "code" and meta(c).get("grade") and not meta(c).get("solution"):
+        if trusted.is_test_cell(c):
             for block in split_hidden(c.source)[1]:
                 try:
                     tree = ast.parse(block)
@@ -343,7 +346,8 @@ def test_resume_state_keeps_typed_flags_and_regrades_an_unreadable_one(tmp_path)
     assert back is not None and back.resumed and back.flags == out.flags and back.has_flag(FlagCode.TAMPERED)
     assert state.unchanged("s", "other digest", graded) is None
     (tmp_path / "state" / "done" / "s.json").write_text(json.dumps(
-        {"hash": "digest", "version": GRADER_VERSION, "outcome": {"student": "s", "assignment": A, "flags": ["untyped"]}}))
+        {"hash": "digest", "version": GRADER_VERSION,
+         "outcome": {"student": "s", "assignment": A, "flags": ["untyped"]}}))
     assert state.unchanged("s", "digest", graded) is None, "a state it cannot read is graded again"
 
 

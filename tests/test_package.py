@@ -5,11 +5,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
-from llmcourse.student import corpus, env
-from llmcourse.authoring.nbbuild import AuthoringError, build_notebook
-
 from nbutil import ROOT
+
+from llmcourse.authoring.nbbuild import AuthoringError, build_notebook
+from llmcourse.student import corpus, env
 
 
 def test_profile_is_checked_and_forced_to_smoke_when_grading(monkeypatch):
@@ -117,7 +116,8 @@ def test_trusted_rewrite_is_safe_from_threads():
     nbs = [nbformat.read(str(p), 4) for p in sorted((ROOT / "source").glob("*/*.ipynb"))]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(sandbox_notebook, nbs * 4))
-    graded = [r for r, nb in zip(results, nbs * 4) if any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)]
+    graded = [r for r, nb in zip(results, nbs * 4, strict=True)
+              if any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)]
     assert graded and all("RECORD_ONLY" in "".join(c.source for c in r.cells) for r in graded)
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import nbformat
 
-from ..grading.course import CourseError, jupyter_env, list_assignments, nbgrader_meta, read_nb
+from ..grading.cells import SOLUTION_BEGIN, SOLUTION_END, nbgrader_meta
+from ..grading.course import CourseError, jupyter_env, list_assignments, read_nb, solution_cell_ids
 
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+SOLUTION_MARKERS = (SOLUTION_BEGIN, SOLUTION_END)
 
 
 @dataclass
@@ -84,6 +85,30 @@ def build_submission(release_nb: Path, source_nb: Path, out: Path, fill: str | l
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(rel, str(out))
     return out
+
+
+SAMPLE_KINDS = ("correct", "blank", "partial")
+
+
+def sample_fill(kind: str, source_nb: Path) -> str | list[str]:
+    """What a sample student of `kind` fills in: every answer, none, or the first half of them."""
+    if kind == "correct":
+        return "all"
+    if kind == "blank":
+        return "none"
+    if kind == "partial":
+        ids = solution_cell_ids(source_nb)
+        return ids[: len(ids) // 2]
+    raise CourseError(f"unknown sample kind {kind!r}; one of {', '.join(SAMPLE_KINDS)}")
+
+
+def build_sample(course_root: Path, assignment: str, source_nb: Path, student: str, kind: str = "correct",
+                 mutation: Mutation | None = None) -> Path:
+    """submitted/<student>/<assignment>/<notebook>: a sample student's notebook built from the course's release."""
+    name = Path(source_nb).name
+    return build_submission(Path(course_root) / "release" / assignment / name, source_nb,
+                            Path(course_root) / "submitted" / student / assignment / name,
+                            fill=sample_fill(kind, source_nb), mutation=mutation)
 
 
 def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None) -> str | None:

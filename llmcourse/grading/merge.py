@@ -6,21 +6,18 @@ solution's run, filtered by :func:`shown_outputs`.
 """
 from __future__ import annotations
 
+import copy
 import json
 
 import nbformat
 from nbformat.v4 import new_output
 
+from .cells import is_course_cell, is_test_cell
+from .cells import nbgrader_meta as meta
 from .htmlsafe import sanitize_markdown
-from .trusted import is_test_cell, meta
 
 MAX_OUTPUTS = 50
 MAX_STREAM_CHARS = 20000
-
-
-def is_course_cell(cell) -> bool:
-    """A cell the course wrote (not an answer, not a cell of the student's own)."""
-    return not meta(cell).get("solution") and not cell.get("metadata", {}).get("llmcourse_student_cell")
 
 
 def _output_text(o: dict) -> str:
@@ -69,7 +66,7 @@ def graded_notebook(canonical_nb, verdicts, reference_outputs: list | None = Non
     - markdown answers: student-written HTML sanitised (llmcourse.grading.htmlsafe).
     The student's run is used for nothing but the verdicts it was decided from.
     """
-    nb = nbformat.from_dict(json.loads(json.dumps(canonical_nb)))
+    nb = nbformat.from_dict(copy.deepcopy(canonical_nb))
     by_id = {v.grade_id: v for v in verdicts}
     first_answer = next((i for i, c in enumerate(nb.cells) if not is_course_cell(c)), len(nb.cells))
     ref = reference_outputs or []

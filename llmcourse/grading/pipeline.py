@@ -57,7 +57,8 @@ class SubmissionPipeline:
         runs = []
         links = sorted(p.name for p in sub_dir.iterdir() if p.is_symlink())
         if links:
-            outcome.flag(FlagCode.LINKS_IGNORED, f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
+            outcome.flag(FlagCode.LINKS_IGNORED,
+                         f"symbolic links in the submission were ignored: {', '.join(links[:5])}")
         present = sorted(p for p in sub_dir.glob("*.ipynb") if is_regular(p))
         expected_names = {nb.name for nb in self.notebooks}
         for nb_path in self.notebooks:

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import nbformat
 
+from .cells import is_test_cell
+from .cells import nbgrader_meta as meta
 from .merge import shown_outputs
 from .results import GraderError
 from .sandboxrun import SandboxRunner
 from .state import GRADER_VERSION
-from .trusted import hidden_secrets, is_test_cell, meta
+from .trusted import hidden_secrets
 
 
 class ReferenceCache:
@@ -43,7 +45,7 @@ class ReferenceCache:
             res = run.result
             problems.append(f"the run produced no results ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
         else:
-            for c, ran in zip(src.cells, run.cells):
+            for c, ran in zip(src.cells, run.cells, strict=True):
                 if is_test_cell(c):
                     gid = meta(c)["grade_id"]
                     err = next((o for o in (ran or {}).get("outputs", []) if o.get("output_type") == "error"), None)

@@ -13,12 +13,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# isort: off
 from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
 
 import nbformat  # noqa: E402
+# isort: on
 
-from . import protocol, sandbox  # noqa: E402
 from ..student.checks import parse_records  # noqa: E402
+from . import protocol, sandbox  # noqa: E402
 from .trusted import sandbox_notebook, sandbox_test_sources  # noqa: E402
 
 RUNNER_MODULE = "llmcourse.grading.sandbox_runner"
@@ -52,8 +54,8 @@ class SandboxRunner:
         key = protocol.new_key()
         payload = protocol.encode_request(key, nbformat.writes(sandbox_notebook(canonical_nb, test_sources)))
         env = {"LLMCOURSE_RECORD": "/sandbox/records.jsonl", "NBGRADER_EXECUTION": "autograde",
-               "LLMCOURSE_CELL_TIMEOUT": str(self.limits.cell_timeout_s),
-               "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
+               "LLMCOURSE_LIMIT_CELL_TIMEOUT_S": str(self.limits.cell_timeout_s),
+               "LLMCOURSE_LIMIT_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
         python = sandbox.python_executable()
         res = sandbox.run(None, [python, "-m", RUNNER_MODULE], self.limits, env=env,
                           stdin_bytes=payload, ro_files=self.font_cache(),

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import json
 import os
-import re
 import resource
 import stat
 import subprocess
@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..student.checks import NOT_REACHED, compare_entries
+from .cells import CHECK_CALL, CHECKS, HIDDEN_BEGIN, hidden_line_ranges, is_course_cell, is_test_cell  # noqa: F401
+from .cells import nbgrader_meta as meta
 from .flags import Flag, FlagCode
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024   # the submitted file (outputs included)
@@ -44,25 +46,7 @@ PREPARE_MEMORY_MB = 2048                # the process that reads a submission (a
 PREPARE_CPU_S = 60                      # ... its CPU seconds
 PREPARE_WALL_S = 180                    # ... its wall time
 VALUE_CHECKS = {"check_close", "check_equal"}
-ALL_CHECKS = {"check_close", "check_equal", "check_true", "check_shape", "check_raises"}
-CHECK_NAME = re.compile(r"check_(?:close|equal|true|raises|shape)\(\s*f?([\"'])([^\"']*)\1")
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-
-
-def meta(cell) -> dict:
-    m = cell.get("metadata", {}) if isinstance(cell, dict) else {}
-    m = m.get("nbgrader", {}) if isinstance(m, dict) else {}
-    return m if isinstance(m, dict) else {}
-
-
-def is_test_cell(cell) -> bool:
-    m = meta(cell)
-    return cell.get("cell_type") == "code" and bool(m.get("grade")) and not m.get("solution")
-
-
-def is_course_cell(cell) -> bool:
-    """A cell whose source is the course's own (not an answer cell, not a cell the student added)."""
-    return not meta(cell).get("solution") and not (cell.get("metadata") or {}).get("llmcourse_student_cell")
+ALL_CHECKS = set(CHECKS)
 
 
 def _kb(n: int) -> str:
@@ -159,7 +143,7 @@ class Canonical:
 
 
 def _plain_copy(nb) -> dict:
-    return json.loads(json.dumps(nb))
+    return copy.deepcopy(nb)
 
 
 def canonical_notebook(source_nb, release_nb, submission_path: Path | None, fd: int | None = None) -> Canonical:
@@ -231,7 +215,8 @@ def _take_cells(source_nb: dict, data: dict, flags: list[Flag]):
         taken = False
         if gid in src_solution_types:
             if gid in answers:
-                flags.append(Flag(FlagCode.ANSWER_DUPLICATE, f"answer cell {gid!r} appears more than once; the first was graded"))
+                flags.append(Flag(FlagCode.ANSWER_DUPLICATE,
+                                  f"answer cell {gid!r} appears more than once; the first was graded"))
             elif c.get("cell_type") != src_solution_types[gid]:
                 flags.append(Flag(FlagCode.ANSWER_TYPE_CHANGED, f"answer cell {gid!r} changed type; ignored"))
             else:
@@ -357,17 +342,6 @@ def _prepare_main(argv: list[str]) -> int:
 # the sandbox's version of the test cells
 # --------------------------------------------------------------------------
 
-def _hidden_line_ranges(source: str) -> list[tuple[int, int]]:
-    ranges, start = [], None
-    for i, line in enumerate(source.split("\n"), 1):
-        if HIDDEN_BEGIN in line:
-            start = i
-        elif HIDDEN_END in line and start is not None:
-            ranges.append((start, i))
-            start = None
-    return ranges
-
-
 def _call_name(node: ast.Call) -> str | None:
     f = node.func
     if isinstance(f, ast.Name):
@@ -407,7 +381,8 @@ def _loads(tree) -> set[str]:
     """Names read anywhere, except the object being written by `x[i] = ...` / `x.a += ...`."""
     skip: set[int] = set()
     for n in ast.walk(tree):
-        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+        targets = (n.targets if isinstance(n, ast.Assign)
+                   else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else [])
         for t in targets:
             node = t
             while isinstance(node, (ast.Subscript, ast.Attribute)):
@@ -465,7 +440,7 @@ def _prune(body: list, ranges, used: set[str]) -> tuple[list, bool]:
 
 def sandbox_source(source: str, used_elsewhere: set[str]) -> str:
     """The hidden part of a test cell without expected values (see module doc)."""
-    ranges = _hidden_line_ranges(source)
+    ranges = hidden_line_ranges(source)
     if not ranges:
         return source
     tree = ast.parse(source)
@@ -524,7 +499,7 @@ def sandbox_notebook(nb, test_sources: dict[str, str] | None = None):
     import nbformat
     if test_sources is None:
         test_sources = sandbox_test_sources(nb)
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb = nbformat.from_dict(copy.deepcopy(nb))
     for c in nb.cells:
         if is_test_cell(c):
             c.source = test_sources[meta(c)["grade_id"]]
@@ -549,7 +524,7 @@ class Verdict:
 
 def visible_check_names(source: str) -> set[str]:
     visible = source.split(HIDDEN_BEGIN)[0]
-    return {m.group(2) for m in CHECK_NAME.finditer(visible)}
+    return {m.group(3) for m in CHECK_CALL.finditer(visible)}
 
 
 # Exception names the grader repeats as they are; any other name a test cell raised (a class
@@ -639,10 +614,10 @@ def hidden_secrets(nb) -> list[str]:
     for c in nb.cells:
         if not is_test_cell(c):
             continue
-        for a, b in _hidden_line_ranges(c.source):
+        for a, b in hidden_line_ranges(c.source):
             lines = c.source.split("\n")[a:b - 1]
             found |= {ln.strip() for ln in lines if len(ln.strip()) >= 12}
-            found |= {m.group(2) for m in CHECK_NAME.finditer("\n".join(lines))}
+            found |= {m.group(3) for m in CHECK_CALL.finditer("\n".join(lines))}
     return sorted(found)
 
 

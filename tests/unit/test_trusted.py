@@ -12,11 +12,11 @@ import pytest
 
 from nbfactory import answer, copy, error, locked, md, notebook, ran, stream, student, graded, write, written
 
-from llmcourse.grading import trusted
+from llmcourse.grading import cells, trusted
 from llmcourse.grading.flags import FlagCode
 from llmcourse.student.checks import NOT_REACHED
 
-H0, H1 = trusted.HIDDEN_BEGIN, trusted.HIDDEN_END
+H0, H1 = cells.HIDDEN_BEGIN, cells.HIDDEN_END
 
 
 def hidden(visible: str, secret: str) -> str:
