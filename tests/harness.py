@@ -49,11 +49,13 @@ def release_path(course, assignment: str, name: str | None = None) -> Path:
 
 def filled(course, assignment: str, fill="all", name: str | None = None):
     """The release notebook with the reference solution in the answer cells `fill` ("all", "none",
-    or a list of grade ids), as a student would submit it."""
+    a list of grade ids, or a sample kind: "correct", "blank", "partial"), as a student would submit it."""
     import tempfile
 
-    from llmcourse.authoring.sampleclass import build_submission
+    from llmcourse.authoring.sampleclass import SAMPLE_KINDS, build_submission, sample_fill
     name = name or notebook_names(assignment)[0]
+    if isinstance(fill, str) and fill in SAMPLE_KINDS:
+        fill = sample_fill(fill, ROOT / "source" / assignment / name)
     with tempfile.TemporaryDirectory() as d:
         out = build_submission(release_path(course, assignment, name), ROOT / "source" / assignment / name,
                                Path(d) / name, fill=fill)
