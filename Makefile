@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample
+        mutation mutation-sample doctor test-vm
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -82,9 +82,13 @@ execute: $(STAMP) ## run source notebooks with papermill into build/executed (PR
 validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)
 	$(COURSE) validate --assignment $(ASSIGNMENT)
 
-autograde: $(STAMP) sysdeps-grading ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, UNSAFE=1)
+autograde: $(STAMP) sysdeps-grading ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, LIMITS=rlimits-only, UNSAFE=1)
 	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
-	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe)
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe) \
+	  $(if $(or $(LIMITS),$(NO_CGROUP)),--limits $(or $(LIMITS),rlimits-only))
+
+doctor: $(STAMP) ## what isolation this machine gives the grader (root, bubblewrap, user namespaces, cgroups, systemd) and how to get the full mode
+	$(COURSE) doctor
 
 benchmark: $(STAMP) sysdeps-grading ## stock nbgrader vs the course's grader on N submissions (N=40, BENCH_ASSIGNMENT=01_chain_rule)
 	$(BIN)/python scripts/benchmark_grading.py --assignment $(or $(BENCH_ASSIGNMENT),01_chain_rule) \
@@ -105,7 +109,7 @@ export: $(STAMP) ## grades of every student and assignment into grades.csv
 lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extensions; never as root (LAB_USER=account)
 	$(COURSE) lab $(if $(LAB_USER),--user $(LAB_USER))
 
-demo: $(STAMP) ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
+demo: $(STAMP) sysdeps-grading ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
 	$(COURSE) demo --out $(BUILD)/demo
 
 test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)

@@ -11,6 +11,7 @@
     llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
+    llmcourse doctor                                          what isolation this machine gives the grader
 """
 from __future__ import annotations
 
@@ -97,19 +98,30 @@ def cmd_nbgrader(args) -> int:
 
 def cmd_grade(args) -> int:
     """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grader)."""
-    from . import sandbox
+    import os
+    from . import cgroups, sandbox
     from .grader import Grader
 
     root = find_root()
+    if args.limits == "rlimits-only":
+        os.environ["LLMCOURSE_NO_CGROUP"] = "1"
+    m = sandbox.mode()
+    if m.usable and m.needs_scope and shutil.which("bwrap"):
+        # a user systemd delegates a cgroup to a transient scope: grade again inside one
+        _say("grading mode: rootless; re-running in a systemd user scope with a delegated cgroup")
+        sys.stdout.flush()
+        os.execvp("systemd-run", cgroups.in_scope_argv([sys.executable, "-m", "llmcourse.cli", *sys.argv[1:]]))
     try:
-        sandbox.check_available()
+        m = sandbox.check_available()
     except sandbox.SandboxUnavailable as exc:
         if not args.unsafe:
-            raise CourseError(f"{exc}. Refusing to run student code unsandboxed; pass --unsafe "
-                              f"(make autograde UNSAFE=1) to use stock nbgrader instead.") from None
-        _say(f"WARNING: {exc}; grading with stock nbgrader, student code runs unsandboxed as you")
+            raise CourseError(f"{exc}. Refusing to run student code unsandboxed (`make doctor` explains this "
+                              f"machine); pass --unsafe (make autograde UNSAFE=1) to use stock nbgrader "
+                              f"instead.") from None
+        _say(f"grading mode: UNSAFE, stock nbgrader: {exc}; student code runs unsandboxed as you")
         args.subcommand, args.extra = "autograde", ["--force"]
         return cmd_nbgrader(args)
+    _say(f"grading mode: {m.describe()}")
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
@@ -278,6 +290,7 @@ def cmd_demo(args) -> int:
     _say(f"[3/6] executed {n_exec} source notebook(s) at PROFILE=smoke")
 
     mutants = _load_mutants(root)
+    sandboxed, reasons = True, []
     graded = list_assignments(course.root, args.assignment, graded_only=True)
     roster: dict[str, dict[str, str]] = {}
     for a in graded:
@@ -300,6 +313,8 @@ def cmd_demo(args) -> int:
     for a in graded:
         t = time.perf_counter()
         why = grade_class(course.root, a, course.env)
+        sandboxed = sandboxed and why is None
+        reasons += [why] if why else []
         _say(f"      autograded {a}: {len(roster[a])} submissions in {time.perf_counter() - t:.1f} s "
              f"({'sandboxed, trusted records' if why is None else 'stock nbgrader, NOT sandboxed: ' + why})")
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
@@ -340,6 +355,12 @@ def cmd_demo(args) -> int:
          f"(correct {'full marks' if correct_ok else 'LOST POINTS'}, blank {'0' if blank_ok else 'SCORED'}, "
          f"misconceptions caught {caught}/{total_mut}) in {secs:.0f} s; files in {out} "
          f"(grades.csv, grades_tests.csv, feedback/, autograded/, executed/)")
+    if sandboxed:
+        from .sandbox import mode
+        _say(f"grading was SANDBOXED: {mode().describe()}")
+    else:
+        _say(f"grading was NOT SANDBOXED (stock nbgrader, student code ran as you): {reasons[0]}; "
+             f"`make doctor` says what this machine lacks")
     return 0 if ok else 1
 
 
@@ -371,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                     "default: a LocalCluster of --workers processes on this machine")
     gr.add_argument("--students", default="", help="only these students (comma-separated)")
     gr.add_argument("--unsafe", action="store_true", help="no sandbox available: fall back to stock nbgrader")
+    gr.add_argument("--limits", default="cgroup", choices=["cgroup", "rlimits-only"],
+                    help="rlimits-only: no cgroup can be had; grade in the sandbox without memory, process "
+                         "and CPU-share limits (every report says so)")
     gr.set_defaults(func=cmd_grade)
     col = with_assignment(sub.add_parser("collect"))
     col.add_argument("--zip", default="", help="an LMS download (zip) instead of nbgrader's exchange")
@@ -388,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = with_assignment(sub.add_parser("demo"))
     demo.add_argument("--out", default="build/demo")
     demo.set_defaults(func=cmd_demo)
+    sub.add_parser("doctor").set_defaults(func=lambda a: __import__("llmcourse.doctor").doctor.main())
 
     args = p.parse_args(argv)
     try:

@@ -184,7 +184,7 @@ class Grader:
             raise GraderError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
         if scheduler and engine != "dask":
             raise GraderError("a scheduler address needs engine='dask'")
-        sandbox.check_available()
+        self.mode = sandbox.check_available()
         sandbox.remove_stale_cgroups()
         self.root = Path(root).resolve()
         self.assignment = assignment
@@ -335,6 +335,8 @@ class Grader:
             return out
         self.writer.warm()   # starts while the sandbox runs
         outcome = Outcome(student=student, assignment=self.assignment)
+        if self.mode.unenforced:
+            outcome.flags.append(f"graded {self.mode.name}: limits NOT enforced: {', '.join(self.mode.unenforced)}")
         runs = []
         links = sorted(p.name for p in sub_dir.iterdir() if p.is_symlink())
         if links:
@@ -544,6 +546,7 @@ class Grader:
     def write_reports(self, outcomes: list[Outcome]) -> Path:
         r = self.reports
         r.mkdir(parents=True, exist_ok=True)
+        (r / "grading_mode.txt").write_text(self.mode.describe() + "\n")
         with open(r / "lms_grades.csv", "w", newline="") as fh:
             w = SafeWriter(fh)
             w.writerow(["student_id", "assignment", "autograded_points", "autograded_max", "flagged"])
