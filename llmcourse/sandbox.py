@@ -74,7 +74,7 @@ class Limits:
         for f in fields(cls):
             val = os.environ.get(f"LLMCOURSE_LIMIT_{f.name.upper()}")
             if val:
-                setattr(lim, f.name, int(val))
+                setattr(lim, f.name, float(val) if isinstance(getattr(lim, f.name), float) else int(val))
         return lim
 
 
