@@ -62,7 +62,7 @@ sysdeps-grading:
 	@$(MAKE) --no-print-directory sysdeps SYSTEM_PACKAGES="$(GRADING_PACKAGES)"
 
 notebooks: $(STAMP) ## rebuild source/*.ipynb from authoring/*.nbsrc
-	$(BIN)/python -m llmcourse.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
+	$(BIN)/python -m llmcourse.authoring.nbbuild $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
 translations: $(STAMP) ## update the translation catalogues (authoring/*/*.<lang>.po) from the English sources (LANG_CODE=vi)
 	$(BIN)/python -m llmcourse.authoring.i18n update --lang $(or $(LANG_CODE),vi) --assignment $(ASSIGNMENT)

@@ -42,7 +42,7 @@ c.LimitOutput.max_traceback = 50
 # regions by their markers); it needs the course package installed (make install).
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades  # noqa: E402
-from llmcourse.nbgrader_ext import ScrubHiddenTestOutputs  # noqa: E402
+from llmcourse.grading.nbgrader_ext import ScrubHiddenTestOutputs  # noqa: E402
 
 c.GenerateFeedback.preprocessors = [
     GetGrades,
@@ -54,12 +54,12 @@ c.ClearHiddenTests.enforce_metadata = False
 
 # Every HTML page made from a notebook (Formgrader's grading pages, feedback): bounded in size,
 # student-written HTML rendered inert (script, event handlers, javascript: links, active outputs).
-c.HTMLExporter.preprocessors = ["llmcourse.nbgrader_ext.LimitCellSize", "llmcourse.nbgrader_ext.SanitizeStudentHTML"]
+c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
 
 # Students' own files that never belong in a graded copy.
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
 
-# The course's sandboxed grader (llmcourse.grader, `make autograde`) executes each
+# The course's sandboxed grader (llmcourse.grading.grader, `make autograde`) executes each
 # submission itself, in a sandbox, and decides the test cells from trusted records.
 # It then hands nbgrader the finished notebook with LLMCOURSE_PRE_EXECUTED=1, so
 # nbgrader only records grades: no clearing of outputs, no execution.

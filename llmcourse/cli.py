@@ -4,10 +4,10 @@
     llmcourse execute   [--assignment] [--profile] [--device] [--out DIR]   papermill, never writes into source/
     llmcourse validate  [--assignment]                        nbgrader validate the source notebooks
     llmcourse grade     [--assignment] [--workers N] [--engine dask|threads] [--scheduler ADDR] [--students]
-                                                              sandboxed autograding (llmcourse.grader)
+                                                              sandboxed autograding (llmcourse.grading.grader)
     llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
     llmcourse collect   [--assignment] [--update] | --zip FILE --lms canvas|moodle
-                                                              submissions from the exchange (llmcourse.collect) or an LMS zip
+                                                              submissions from the exchange (llmcourse.grading.collect) or an LMS zip
     llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
@@ -16,17 +16,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from .course import (CourseError, Mutation, build_submission, cell_scores, execute_notebook, find_root,
-                     generate_release, list_assignments, make_scratch_course, run_nbgrader, solution_cell_ids,
-                     source_notebooks, write_failure_summary)
-from .gradebook import db_url
-from .safetext import terminal
+from .grading.course import CourseError, cell_scores, execute_notebook, find_root, generate_release, list_assignments, run_nbgrader, solution_cell_ids, source_notebooks, write_failure_summary
+from .authoring.misconceptions import load as load_misconceptions
+from .authoring.sampleclass import Mutation, build_submission, make_scratch_course
+from .grading.gradebook import db_url
+from .grading.safetext import terminal
 
 PER_ASSIGNMENT = {"release_assignment", "collect", "autograde", "generate_feedback", "release_feedback",
                   "generate_solution", "generate_assignment"}
@@ -97,10 +96,10 @@ def cmd_nbgrader(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grader)."""
+    """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grading.grader)."""
     import os
-    from . import cgroups, sandbox
-    from .grader import Grader
+    from .grading import cgroups, sandbox
+    from .grading.grader import Grader
 
     root = find_root()
     if args.limits == "rlimits-only":
@@ -178,9 +177,9 @@ def cmd_collect(args) -> int:
 
 
 def _collect_exchange(root: Path, args) -> int:
-    """The course's own collect (llmcourse.collect): verified owners, no links followed, unprivileged reads."""
-    from .collect import CollectError, collect, exchange_settings
-    from .safetext import SafeWriter
+    """The course's own collect (llmcourse.grading.collect): verified owners, no links followed, unprivileged reads."""
+    from .grading.collect import CollectError, collect, exchange_settings
+    from .grading.safetext import SafeWriter
     exchange, course_id = exchange_settings(root)
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
@@ -256,17 +255,6 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _load_mutants(root: Path):
-    path = root / "tests" / "mutants" / "__init__.py"
-    if not path.is_file():
-        return []
-    spec = importlib.util.spec_from_file_location("course_mutants", path, submodule_search_locations=[str(path.parent)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["course_mutants"] = mod
-    spec.loader.exec_module(mod)
-    return mod.MUTANTS
-
-
 def cmd_demo(args) -> int:
     """Release, execute, build a sample class, autograde, feedback, export, print a grade table."""
     t0 = time.perf_counter()
@@ -289,7 +277,7 @@ def cmd_demo(args) -> int:
             _say(f"      papermill {a}/{nb.name}: all cells and tests pass ({secs:.1f} s)")
     _say(f"[3/6] executed {n_exec} source notebook(s) at PROFILE=smoke")
 
-    mutants = _load_mutants(root)
+    mutants = load_misconceptions(root)
     sandboxed, reasons = True, []
     graded = list_assignments(course.root, args.assignment, graded_only=True)
     roster: dict[str, dict[str, str]] = {}
@@ -309,7 +297,7 @@ def cmd_demo(args) -> int:
     n_subs = sum(len(v) for v in roster.values())
     _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
 
-    from .grader import grade_class
+    from .authoring.sampleclass import grade_class
     for a in graded:
         t = time.perf_counter()
         why = grade_class(course.root, a, course.env)
@@ -356,7 +344,7 @@ def cmd_demo(args) -> int:
          f"misconceptions caught {caught}/{total_mut}) in {secs:.0f} s; files in {out} "
          f"(grades.csv, grades_tests.csv, feedback/, autograded/, executed/)")
     if sandboxed:
-        from .sandbox import mode
+        from .grading.sandbox import mode
         _say(f"grading was SANDBOXED: {mode().describe()}")
     else:
         _say(f"grading was NOT SANDBOXED (stock nbgrader, student code ran as you): {reasons[0]}; "
@@ -412,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = with_assignment(sub.add_parser("demo"))
     demo.add_argument("--out", default="build/demo")
     demo.set_defaults(func=cmd_demo)
-    sub.add_parser("doctor").set_defaults(func=lambda a: __import__("llmcourse.doctor").doctor.main())
+    sub.add_parser("doctor").set_defaults(func=lambda a: __import__("llmcourse.grading.doctor").grading.doctor.main())
 
     args = p.parse_args(argv)
     try:

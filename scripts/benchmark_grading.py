@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmcourse import sandbox  # noqa: E402
-from llmcourse.course import (build_submission, generate_release, jupyter_env, make_scratch_course,  # noqa: E402
-                              run_nbgrader, solution_cell_ids, source_notebooks)
+from llmcourse.grading import sandbox  # noqa: E402
+from llmcourse.grading.course import generate_release, jupyter_env, run_nbgrader, solution_cell_ids, source_notebooks
+from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
 
 
 def say(msg: str) -> None:
@@ -64,7 +64,7 @@ def sandboxed_trivial_seconds(course_root: Path, assignment: str, env: dict, rep
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from llmcourse.grader import Grader
+    from llmcourse.grading.grader import Grader
     g = Grader(course_root, assignment, workers=1, env=env, progress=False, engine="threads")
     nb = new_notebook(cells=[new_code_cell("1 + 1")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -122,7 +122,7 @@ class Bench:
     def totals(self, root: Path, env: dict) -> dict[str, float]:
         from nbgrader.api import Gradebook
 
-        from llmcourse.gradebook import db_url
+        from llmcourse.grading.gradebook import db_url
         with Gradebook(db_url(root, env)) as gb:
             return {s.student_id: round(s.code_score, 6) for s in gb.assignment_submissions(self.a)}
 
@@ -134,7 +134,7 @@ class Bench:
         return secs, self.totals(root, env)
 
     def ours(self, template: Path, n: int, workers: int) -> tuple[float, dict, list]:
-        from llmcourse.grader import Grader
+        from llmcourse.grading.grader import Grader
         root, env = self.copy(template, f"ours-{n}-w{workers}", n)
         t0 = time.perf_counter()
         outcomes = Grader(root, self.a, workers=workers, env=env, progress=True, engine=self.args.engine).grade_all()
@@ -148,7 +148,7 @@ class Bench:
         args = self.args
         sandbox.check_available()
         if args.db == "postgresql":
-            from llmcourse.devdb import PostgresServer
+            from llmcourse.authoring.devdb import PostgresServer
             self.pg = PostgresServer().start()
         try:
             return self._run()
@@ -244,7 +244,7 @@ def report(res: dict, out: Path) -> str:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from llmcourse.plotting import use_course_style
+        from llmcourse.student.plotting import use_course_style
         use_course_style()
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for workers in sorted({int(k.split("@")[1]) for k in res["scaling_s"]}):

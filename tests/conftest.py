@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 _STATE = Path(tempfile.mkdtemp(prefix="llmcourse-test-state-"))
-from llmcourse.course import jupyter_env  # noqa: E402
+from llmcourse.grading.course import jupyter_env  # noqa: E402
 
 os.environ.update(jupyter_env(_STATE))
 
@@ -36,7 +36,7 @@ def require_system(command: str, package: str) -> None:
 def require_sandbox() -> None:
     """Skip when this machine cannot sandbox (not root, no cgroups); under CI that is a failure."""
     require_system("bwrap", "bubblewrap")
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
     try:
         sandbox.check_available()
     except sandbox.SandboxUnavailable as exc:
@@ -64,10 +64,10 @@ class GradedCourse:
 @pytest.fixture(scope="session")
 def graded_course(tmp_path_factory) -> GradedCourse:
     """A scratch course: release generated, correct/blank/partial submissions autograded, feedback made."""
-    from llmcourse.course import (build_submission, cell_scores, generate_release, list_assignments,
-                                  make_scratch_course, run_nbgrader, solution_cell_ids, source_notebooks)
+    from llmcourse.grading.course import cell_scores, generate_release, list_assignments, run_nbgrader, solution_cell_ids, source_notebooks
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
 
-    from llmcourse.grader import grade_class
+    from llmcourse.authoring.sampleclass import grade_class
     graded = list_assignments(ROOT, graded_only=True)
     only = os.environ.get("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
     if only:

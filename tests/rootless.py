@@ -3,7 +3,7 @@
 The course's Python may live under a folder other users cannot enter (``/root/.pyenv``);
 the grading user of a real department installs it where it can read it. For the test, the
 child gets a private mount namespace in which such a folder shows only the runtime's folders
-(llmcourse.sandbox_launch.make_views, the same views root mode builds), then drops to the user.
+(llmcourse.grading.sandbox_launch.make_views, the same views root mode builds), then drops to the user.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def as_user(user: str):
     """A preexec_fn: views of the Python runtime, then the user's uid, gid and groups."""
-    from llmcourse import sandbox
-    from llmcourse.sandbox_launch import make_views
+    from llmcourse.grading import sandbox
+    from llmcourse.grading.sandbox_launch import make_views
     pw = pwd.getpwnam(user)
     views = sandbox._views(sandbox._python_runtime())
 

@@ -8,10 +8,10 @@ import nbformat
 import pytest
 from traitlets.config import Config
 
-from mutants import MUTANTS, mutants_for
+from llmcourse.authoring.misconceptions import load as load_misconceptions
 from nbutil import CHECK_CALL, ROOT, graded_source_nbs, meta, read, source_nbs, split_hidden, graded_test_cells
 
-from llmcourse.nbbuild import build_all
+from llmcourse.authoring.nbbuild import build_all
 
 ALL = source_nbs()
 GRADED = graded_source_nbs()
@@ -149,7 +149,10 @@ def test_teaching_frame(path):
 def test_every_graded_assignment_has_six_mutants():
     for path in GRADED:
         a = path.parent.name
-        assert len(mutants_for(a)) >= 6, f"{a}: at least 6 misconception mutants"
+        assert len(load_misconceptions(ROOT, a)) >= 6, f"{a}: at least 6 misconception mutants"
+
+
+MUTANTS = load_misconceptions(ROOT)
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.slug for m in MUTANTS])

@@ -5,7 +5,8 @@ import pytest
 
 from nbutil import ROOT, read, solution_bodies, source_nbs, split_hidden, graded_test_cells
 
-from llmcourse.course import generate_release, list_assignments, make_scratch_course, release_differences
+from llmcourse.grading.course import generate_release, list_assignments, release_differences
+from llmcourse.authoring.sampleclass import make_scratch_course
 
 ASSIGNMENTS = list_assignments(ROOT)
 
@@ -65,7 +66,7 @@ def test_release_has_no_solution_or_hidden_test(src):
 
 def test_course_package_carries_no_solution():
     """Students install llmcourse; it must not contain any graded solution."""
-    package = "\n".join(p.read_text() for p in (ROOT / "llmcourse").glob("*.py"))
+    package = "\n".join(p.read_text() for p in sorted((ROOT / "llmcourse").rglob("*.py")))
     package_lines = {ln.strip() for ln in package.split("\n")}
     for src in source_nbs():
         leaked = [ln for ln in solution_bodies(read(src)) if _significant(ln) and ln.strip() in package_lines]

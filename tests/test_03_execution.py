@@ -6,7 +6,7 @@ import pytest
 
 from nbutil import ROOT, read, source_nbs
 
-from llmcourse.course import execute_notebook
+from llmcourse.grading.course import execute_notebook
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""5. Misconceptions: every mutant in tests/mutants.py, put into the solution, fails some graded test.
+"""5. Misconceptions: every mutant in authoring/<id>/misconceptions.toml, put into the solution, fails some graded test.
 
 Fast path: each notebook is executed once in one kernel at smoke size; for each mutant
 only the mutated cell and the cells after it run, stopping at the first failing graded
@@ -11,9 +11,10 @@ import copy
 import pytest
 from nbclient import NotebookClient
 
-from mutants import MUTANTS
+from llmcourse.authoring.misconceptions import load as load_misconceptions
 from nbutil import ROOT, meta, read
 
+MUTANTS = load_misconceptions(ROOT)
 ASSIGNMENTS = sorted({m.assignment for m in MUTANTS})
 
 

@@ -7,7 +7,7 @@ import re
 
 from nbutil import ROOT, read, split_hidden, graded_test_cells
 
-from llmcourse.course import run_nbgrader
+from llmcourse.grading.course import run_nbgrader
 
 
 def test_correct_submission_gets_full_autograded_marks(graded_course):
@@ -61,7 +61,7 @@ def test_feedback_never_shows_hidden_tests(graded_course):
 
 
 def test_failure_summary(graded_course):
-    from llmcourse.course import failure_summary
+    from llmcourse.grading.course import failure_summary
     for a in graded_course.assignments:
         rows = failure_summary(graded_course.scores[a])
         assert rows and all(total == len(graded_course.students) for _, _, total in rows)
@@ -74,7 +74,7 @@ def test_collect_from_lms_zip(tmp_path):
     import sys
     import zipfile
 
-    from llmcourse.course import make_scratch_course
+    from llmcourse.authoring.sampleclass import make_scratch_course
 
     a = "01_chain_rule"
     course = make_scratch_course(tmp_path / "course", ROOT, [a])
@@ -98,7 +98,8 @@ def test_stock_nbgrader_path_still_works(tmp_path):
     """`make autograde UNSAFE=1` (no sandbox available): stock nbgrader with the course's config."""
     import nbformat
 
-    from llmcourse.course import (build_submission, cell_scores, generate_release, make_scratch_course)
+    from llmcourse.grading.course import cell_scores, generate_release
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
 
     a = "01_chain_rule"
     course = make_scratch_course(tmp_path / "course", ROOT, [a])

@@ -5,7 +5,7 @@ source/, release/, config, the other submissions and the earlier grades are byte
 as before, the loopback listener saw no connection, and no cgroup is left behind.
 Short limits keep the suite fast.
 
-The suite runs in whichever grading mode the machine gives whoever runs it (llmcourse.cgroups):
+The suite runs in whichever grading mode the machine gives whoever runs it (llmcourse.grading.cgroups):
 root + cgroup v1 or v2, or rootless in a delegated subtree (tests/test_11_cgroups.py runs it
 here as a throw-away user; tests/test_12_vm.py in a cgroup v2 virtual machine, as root and as a
 user). LLMCOURSE_TEST_MODE=<name> makes a run insist on one mode (e.g. "rootless, cgroup v2"):
@@ -53,7 +53,8 @@ def _tree_hash(path: Path) -> str:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     require_sandbox()
-    from llmcourse.course import build_submission, generate_release, make_scratch_course
+    from llmcourse.grading.course import generate_release
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
     c = make_scratch_course(tmp_path_factory.mktemp("safety") / "course", ROOT, [A])
     generate_release(c.root, A, c.env)
     correct = tmp_path_factory.mktemp("nb") / NB
@@ -63,8 +64,8 @@ def course(tmp_path_factory):
 
 
 def _grader(course, **limits):
-    from llmcourse.grader import Grader
-    from llmcourse.sandbox import Limits
+    from llmcourse.grading.grader import Grader
+    from llmcourse.grading.sandbox import Limits
     lim = Limits(wall_s=180, cpu_s=180, memory_mb=1500, pids=96, cell_timeout_s=20, cell_output_kb=64)
     for k, v in limits.items():
         setattr(lim, k, v)
@@ -204,7 +205,7 @@ def _attacks(course, port: int) -> dict[str, tuple]:
         "huge_number": (with_solution(ok, "logsumexp", "def logsumexp(x, axis=None):\n    return 10**400\n"),
                         NB, CORRECT - LSE_POINTS, None),
         # (7) exception text and a notebook name written to attack the reports' readers
-        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.checks import CheckFailed\n"
+        "formula_error": (with_solution(ok, "logsumexp", "from llmcourse.student.checks import CheckFailed\n"
                                         "def logsumexp(x, axis=None):\n"
                                         "    raise CheckFailed('[=HYPERLINK(\"http://evil/\",\"x\")] \\x1b[2J')\n"),
                           NB, CORRECT - LSE_POINTS, None),
@@ -357,14 +358,14 @@ class _Listener:
 
 def _cgroups() -> set[str]:
     """Every sandbox cgroup now present, in whichever backend this machine uses."""
-    from llmcourse import cgroups, sandbox
+    from llmcourse.grading import cgroups, sandbox
     return cgroups.ours(sandbox.mode())
 
 
 def test_runs_in_the_mode_asked_for():
     """The mode this run tests (printed), and the one LLMCOURSE_TEST_MODE insists on."""
     require_sandbox()
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
     m = sandbox.check_available()
     print(f"\ngrading mode under test: {m.describe()}")
     want = os.environ.get("LLMCOURSE_TEST_MODE")
@@ -374,7 +375,7 @@ def test_runs_in_the_mode_asked_for():
 
 @pytest.mark.slow
 def test_hostile_class_cannot_gain_or_harm(course):
-    from llmcourse.course import cell_scores
+    from llmcourse.grading.course import cell_scores
 
     cgroups_before = _cgroups()
     # a control student graded first: their grade must survive the attacks untouched
@@ -451,8 +452,8 @@ def test_hostile_class_cannot_gain_or_harm(course):
     assert "CONNECTED" not in outputs_text("network")
     assert not _cgroups() - cgroups_before, "cgroups were left behind"
     # what a spying submission captured (the hidden tests sent to its kernel) never reaches feedback
-    from llmcourse.course import run_nbgrader
-    from llmcourse.trusted import hidden_secrets
+    from llmcourse.grading.course import run_nbgrader
+    from llmcourse.grading.trusted import hidden_secrets
     run_nbgrader(["generate_feedback", A, "--student", "spy_on_tests", "--force"], cwd=course.root, env=course.env)
     page = next((course.root / "feedback" / "spy_on_tests" / A).glob("*.html")).read_text()
     shown = [sec for sec in hidden_secrets(nbformat.read(str(ROOT / "source" / A / NB), 4)) if sec in page]
@@ -485,7 +486,7 @@ def test_hostile_class_cannot_gain_or_harm(course):
 
 @pytest.mark.slow
 def test_feedback_of_flagged_submission_hides_hidden_tests(course):
-    from llmcourse.course import run_nbgrader
+    from llmcourse.grading.course import run_nbgrader
     if not (course.root / "autograded" / "silence_errors").exists():
         pytest.skip("needs the hostile batch")
     run_nbgrader(["generate_feedback", A, "--student", "silence_errors", "--force"], cwd=course.root, env=course.env)
@@ -497,7 +498,7 @@ def test_feedback_of_flagged_submission_hides_hidden_tests(course):
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
     """Kill the grader half-way (SIGKILL), run it again: same grades, nothing duplicated or lost."""
-    from llmcourse.course import cell_scores
+    from llmcourse.grading.course import cell_scores
     students = ["r_correct", "r_partial", "r_blank"]
     partial = with_solution(course.correct_nb, "logsumexp", WRONG_LSE)
     _submit(course, "r_correct", course.correct_nb)
@@ -598,7 +599,7 @@ def test_sandbox_holds_no_grader_fd_and_runs_as_an_unprivileged_uid():
     no ptrace, no capabilities, seccomp on, and every process of the sandbox is the host uid
     SANDBOX_HOST_UID, never root (rootless mode: the grading user's own uid, the only one it has)."""
     require_sandbox()
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
     mode = sandbox.check_available()
     expected_uid = sandbox.SANDBOX_HOST_UID if mode.privileged else os.getuid()
     seen_uids: set[int] = set()
@@ -667,7 +668,7 @@ def test_collect_trusts_nothing_in_the_exchange(tmp_path):
     import pwd
     if os.geteuid() != 0:
         pytest.skip("needs root to give the entries owners")
-    from llmcourse.course import make_scratch_course
+    from llmcourse.authoring.sampleclass import make_scratch_course
     nobody, daemon = pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("daemon").pw_uid
     c = make_scratch_course(tmp_path / "course", ROOT, [A])
     inbound = c.root / "exchange" / "llm-course" / "inbound"

@@ -43,8 +43,8 @@ from conftest import require_system
 from labserver import LabServer
 from nbutil import ROOT, graded_test_cells, read, split_hidden
 
-from llmcourse.course import (build_submission, cell_scores, copy_nb_without_outputs, generate_release,
-                              make_scratch_course, run_nbgrader)
+from llmcourse.grading.course import cell_scores, copy_nb_without_outputs, generate_release, run_nbgrader
+from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -182,7 +182,7 @@ def lab(tmp_path_factory):
         "c = get_config()  # noqa: F821\n"
         f"c.CourseDirectory.course_id = {COURSE_ID!r}\n"
         f"c.Exchange.root = {str(exchange)!r}\n")
-    from llmcourse.course import jupyter_env
+    from llmcourse.grading.course import jupyter_env
     student_env = jupyter_env(base / "student-state", base=course.env)
     student_env["HOME"] = str(home)
     student_env.pop("LLMCOURSE_EXCHANGE", None)   # the student's own config names the exchange
@@ -326,7 +326,7 @@ def test_student_fetches_runs_validates_and_submits(lab):
 # ---------------------------------------------------------------------------------- instructor
 def test_instructor_grades_in_formgrader_and_releases_feedback(lab):
     from playwright.sync_api import TimeoutError as PWTimeout, expect
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
 
     require_done(lab, "student")
     root, env = lab.course.root, lab.course.env

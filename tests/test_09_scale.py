@@ -1,6 +1,6 @@
 """9. Scale: the sandboxed grader on a Dask cluster, with a PostgreSQL gradebook.
 
-A PostgreSQL server from Debian's package (llmcourse.devdb) is started for this module on a
+A PostgreSQL server from Debian's package (llmcourse.authoring.devdb) is started for this module on a
 loopback port, as the `postgres` user when the tests run as root, and stopped afterwards.
 A Dask scheduler with three worker processes stands in for a department's cluster: the
 grader is given only its address, as it would be in production.
@@ -30,7 +30,7 @@ STUDENTS = {"c1": "all", "c2": "all", "c3": "all", "blank": "none", "p1": "half"
 @pytest.fixture(scope="module")
 def pg():
     require_sandbox()
-    from llmcourse.devdb import PostgresServer, PostgresUnavailable
+    from llmcourse.authoring.devdb import PostgresServer, PostgresUnavailable
     try:
         server = PostgresServer().start()
     except PostgresUnavailable as exc:
@@ -63,7 +63,8 @@ def cluster_run(pg, tmp_path_factory) -> ClusterRun:
 
     from dask.distributed import LocalCluster
 
-    from llmcourse.course import build_submission, generate_release, make_scratch_course, solution_cell_ids
+    from llmcourse.grading.course import generate_release, solution_cell_ids
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
     course = make_scratch_course(tmp_path_factory.mktemp("scale") / "course", ROOT, [A])
     url = pg.create_database("gradebook")
     course.env["LLMCOURSE_DB_URL"] = url
@@ -91,7 +92,7 @@ def _submissions(url: str) -> dict[str, float]:
 
 def test_cluster_grades_into_postgresql(cluster_run, graded_course):
     """Same per-cell grades as the SQLite class fixture; one row per student; no SQLite file."""
-    from llmcourse.course import cell_scores
+    from llmcourse.grading.course import cell_scores
     run = cluster_run
     assert run.proc.returncode == 0, run.proc.stdout[-3000:] + run.proc.stderr[-3000:]
     assert not (run.root / "gradebook.db").exists(), "grades went to SQLite, not PostgreSQL"
@@ -131,8 +132,8 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
 
     Each writer reports when its own write started and ended (lock held): on PostgreSQL some
     writes overlap (they really ran at once); on SQLite none do (the lock serialises them)."""
-    from llmcourse.course import cell_scores, graded_cells, run_nbgrader
-    from llmcourse.gradebook import Writer
+    from llmcourse.grading.course import cell_scores, graded_cells, run_nbgrader
+    from llmcourse.grading.gradebook import Writer
     root = cluster_run.root
     env = dict(cluster_run.env)
     if db == "sqlite":
@@ -182,7 +183,7 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
 
 
 def test_unreachable_gradebook_is_a_clear_error(cluster_run):
-    from llmcourse.devdb import free_port
+    from llmcourse.authoring.devdb import free_port
     env = dict(cluster_run.env, LLMCOURSE_DB_URL=f"postgresql://grader:s3cret@127.0.0.1:{free_port()}/gb")
     proc = _cli(["grade", "--assignment", A, "--engine", "threads"], cwd=cluster_run.root, env=env, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -218,7 +219,7 @@ def test_second_grading_run_of_the_same_assignment_is_refused(cluster_run):
 
 def test_a_stuck_gradebook_write_fails_that_submission_and_returns(cluster_run):
     """A lock nobody releases (or a stalled database) stops the write after the timeout."""
-    from llmcourse.gradebook import GradebookError, Writer
+    from llmcourse.grading.gradebook import GradebookError, Writer
     env = dict(cluster_run.env, LLMCOURSE_GRADEBOOK_TIMEOUT_S="2")
     env.pop("LLMCOURSE_DB_URL", None)   # SQLite: writers take the lock file
     lock = cluster_run.root / ".grader" / "gradebook.lock"

@@ -20,8 +20,8 @@ import pytest
 
 from nbutil import ROOT, meta, read, split_hidden
 
-from llmcourse import htmlsafe, safetext, seccomp, trusted
-from llmcourse.checks import NOT_REACHED, compare_entries
+from llmcourse.grading import htmlsafe, safetext, seccomp, trusted
+from llmcourse.student.checks import NOT_REACHED, compare_entries
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
@@ -63,7 +63,7 @@ def _live(html: str) -> list[str]:
 
 
 def _correct(tmp_path) -> Path:
-    from llmcourse.course import build_submission
+    from llmcourse.authoring.sampleclass import build_submission
     return build_submission(REL, SRC, tmp_path / NB, fill="all")
 
 
@@ -104,7 +104,7 @@ def test_html_exports_sanitise_every_markdown_cell_and_drop_active_outputs():
                                           "application/javascript": "window.__pwned = 7",
                                           "text/plain": "shown"})])]
     c = Config()
-    c.HTMLExporter.preprocessors = ["llmcourse.nbgrader_ext.LimitCellSize", "llmcourse.nbgrader_ext.SanitizeStudentHTML"]
+    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
     html, _ = HTMLExporter(config=c).from_notebook_node(nb)
     body = html.split("<body", 1)[1]
     cells = body.split('id="notebook-container"', 1)[-1] if 'id="notebook-container"' in body else body
@@ -167,13 +167,13 @@ def test_html_export_of_a_huge_notebook_is_bounded(tmp_path):
     nb.cells += [nbformat.v4.new_code_cell("a = 1\n" * 10000) for _ in range(35)]   # 2.1 MB of code
     nb.cells.append(nbformat.v4.new_code_cell("b = 2\n" * 100000))                 # one 600 KB cell
     c = Config()
-    c.HTMLExporter.preprocessors = ["llmcourse.nbgrader_ext.LimitCellSize", "llmcourse.nbgrader_ext.SanitizeStudentHTML"]
+    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
     c.LimitCellSize.max_total_chars = 128 * 1024   # the default is 512 KB; smaller keeps this test fast
     exporter = HTMLExporter(config=c)
     t0 = time.perf_counter()
     html, _ = exporter.from_notebook_node(nb)
     secs = time.perf_counter() - t0
-    from llmcourse.nbgrader_ext import LimitCellSize
+    from llmcourse.grading.nbgrader_ext import LimitCellSize
     limited, _ = LimitCellSize(config=c).preprocess(nb, {})   # what the export above worked on
     total = sum(len(cell.source) for cell in limited.cells)
     assert total < 128 * 1024 + 64 * 1024 + 100 * 36, f"{total} characters left for the export"
@@ -246,8 +246,8 @@ def test_student_cells_that_mention_hidden_names_keep_nothing_alive(tmp_path):
 
 
 def test_feedback_outputs_come_from_the_reference_run_only():
-    from llmcourse.grader import Grader
-    from llmcourse.trusted import CellVerdict
+    from llmcourse.grading.grader import Grader
+    from llmcourse.grading.trusted import CellVerdict
     src = read(SRC)
     n = len(src.cells)
     student_run = [{"cell_type": "code", "metadata": {"llmcourse_seconds": 0.1},
@@ -263,7 +263,7 @@ def test_feedback_outputs_come_from_the_reference_run_only():
 
 
 def test_markdown_answers_are_sanitised_when_staged():
-    from llmcourse.grader import Grader
+    from llmcourse.grading.grader import Grader
     src = read(SRC)
     for c in src.cells:
         if meta(c).get("solution") and c.cell_type == "markdown":
@@ -322,7 +322,7 @@ def test_csv_fields_cannot_be_formulas_and_text_cannot_drive_a_terminal():
 
 
 def test_grade_reports_escape_student_text(tmp_path):
-    from llmcourse.grader import Grader, Outcome
+    from llmcourse.grading.grader import Grader, Outcome
     out = Outcome(student="=evil", assignment=A, flags=["notebook renamed to '\x1b[31mx.ipynb'", "=HYPERLINK(1)"],
                   failed_checks=["@x"], cells={"test_a": {"points": 1.0, "passed": False, "reason": "-1"}})
     Grader.write_reports(SimpleNamespace(reports=tmp_path, assignment=A), [out])
@@ -357,12 +357,12 @@ def test_sandbox_starts_the_interpreter_through_a_linked_venv(tmp_path):
     """.venv as a symbolic link: the sandbox starts <resolved venv>/bin/python, which it binds."""
     link = tmp_path / "venv-link"
     link.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
-    code = "from llmcourse import sandbox; import sys; print(sandbox.python_executable()); print(sys.prefix)"
+    code = "from llmcourse.grading import sandbox; import sys; print(sandbox.python_executable()); print(sys.prefix)"
     out = subprocess.run([str(link / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
     exe, prefix = out.stdout.split()
     assert exe == str(Path(sys.prefix).resolve() / "bin" / "python") and "venv-link" not in exe
     assert "venv-link" in prefix   # the interpreter itself saw the link...
-    from llmcourse import sandbox
+    from llmcourse.grading import sandbox
     assert Path(exe).parent.parent in [p for p in sandbox._python_runtime()] or \
         Path(exe).resolve().parent.parent in sandbox._python_runtime()
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from llmcourse import cgroups
-from llmcourse.sandbox import Limits
+from llmcourse.grading import cgroups
+from llmcourse.grading.sandbox import Limits
 from nbutil import ROOT
 from rootless import as_user
 
@@ -196,7 +196,7 @@ def _rows(rows):
 
 
 def test_doctor_on_a_fake_v2_machine_without_bubblewrap(tmp_path):
-    from llmcourse import doctor
+    from llmcourse.grading import doctor
     fs = _v2_tree(tmp_path)
     _cg(fs / "user.slice" / "u.scope", "cpu memory pids")
     rows, mode, ok = doctor.report(fs=fs, env=NO_SYSTEMD, euid=1000, bwrap=None, self_cgroup="0::/user.slice/u.scope",
@@ -253,7 +253,7 @@ def test_rootless_mode_on_this_machine(rootless_user):
     user, env = rootless_user
     script = r"""
 import json, os, sys
-from llmcourse import sandbox
+from llmcourse.grading import sandbox
 m = sandbox.check_available()
 exe = sandbox.python_executable()
 lim = sandbox.Limits(wall_s=60, memory_mb=120, pids=24, cpu_s=20)
@@ -271,7 +271,7 @@ forks = ("import os, socket, time; s = socket.socket(socket.AF_UNIX); s.connect(
 rf = sandbox.run(None, [exe, "-c", forks], lim)
 print(json.dumps({"mode": m.describe(), "privileged": m.privileged, "uid_inside": info["uid"], "uid_line": uid_line,
                   "oom": rb.oom_killed, "forks": int(rf.lines[0]) if rf.lines else None,
-                  "left": sorted(__import__("llmcourse.cgroups").cgroups.ours(m))}))
+                  "left": sorted(__import__("llmcourse.grading.cgroups").grading.cgroups.ours(m))}))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd="/tmp",
                           timeout=300, preexec_fn=as_user(user))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse import checks
-from llmcourse.checks import (CheckFailed, check_close, check_equal, check_raises, check_shape, check_true,
+from llmcourse.student import checks
+from llmcourse.student.checks import (CheckFailed, check_close, check_equal, check_raises, check_shape, check_true,
                               compare_records, load_records)
 
 

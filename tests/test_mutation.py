@@ -60,7 +60,7 @@ def f(x, axis=-1, flag=True, scale=2.0):
 def _notebook(tmp_path, solution: str, tests: list[str], extra: list[str] = ()):
     cells = [new_markdown_cell("# synthetic"),
              new_code_cell('PROFILE = "default"\nDEVICE = "auto"', metadata={"tags": ["parameters"]}),
-             new_code_cell("from llmcourse.checks import check_equal, check_true\nimport time")]
+             new_code_cell("from llmcourse.student.checks import check_equal, check_true\nimport time")]
     cells.append(new_code_cell(solution, metadata={"nbgrader": {"solution": True, "grade": False,
                                                                 "grade_id": "sol", "locked": False}}))
     for i, t in enumerate(tests):

@@ -6,8 +6,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from llmcourse import corpus, env
-from llmcourse.nbbuild import AuthoringError, build_notebook
+from llmcourse.student import corpus, env
+from llmcourse.authoring.nbbuild import AuthoringError, build_notebook
 
 from nbutil import ROOT
 
@@ -106,7 +106,7 @@ def test_trusted_rewrite_is_safe_from_threads():
 
     import nbformat
 
-    from llmcourse.trusted import sandbox_notebook
+    from llmcourse.grading.trusted import sandbox_notebook
     nbs = [nbformat.read(str(p), 4) for p in sorted((ROOT / "source").glob("*/*.ipynb"))]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(sandbox_notebook, nbs * 4))

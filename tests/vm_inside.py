@@ -71,7 +71,7 @@ def emit(phase: str, **kw) -> None:
 
 
 def limits_phase() -> dict:
-    from llmcourse import cgroups, sandbox
+    from llmcourse.grading import cgroups, sandbox
     m = sandbox.check_available()
     exe = sandbox.python_executable()
     out = {"mode": m.name, "describe": m.describe(), "parent": str(m.parent)}
@@ -110,9 +110,10 @@ def limits_phase() -> dict:
 
 def class_phase(home: Path) -> dict:
     """01_chain_rule: a correct, a blank and a hostile submission, graded in the sandbox."""
-    from llmcourse import cgroups, sandbox
-    from llmcourse.course import build_submission, cell_scores, generate_release, make_scratch_course
-    from llmcourse.grader import Grader
+    from llmcourse.grading import cgroups, sandbox
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.grading.course import cell_scores, generate_release
+    from llmcourse.grading.grader import Grader
     import nbformat
     from test_07_safety import A, NB, CORRECT, with_cell
     m = sandbox.check_available()
@@ -147,15 +148,15 @@ def class_phase(home: Path) -> dict:
 def in_child(phase: str, rootless: bool) -> None:
     """Run one phase in a child process: as root, or as USER_UID inside the delegated subtree."""
     home = Path(tempfile.mkdtemp(prefix=f"vm-{phase}-"))
-    from llmcourse.course import jupyter_env
+    from llmcourse.grading.course import jupyter_env
     env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(home), "USER": "grader", "LOGNAME": "grader",
            "PYTHONDONTWRITEBYTECODE": "1", **jupyter_env(home / "state")}
     pre = None
     if rootless:
         os.chown(home, USER_UID, USER_UID)
         env["LLMCOURSE_CGROUP_ROOT"] = str(DELEG)
-        from llmcourse import sandbox
-        from llmcourse.sandbox_launch import make_views
+        from llmcourse.grading import sandbox
+        from llmcourse.grading.sandbox_launch import make_views
         views = sandbox._views(sandbox._python_runtime())
 
         def pre():
@@ -202,7 +203,7 @@ def main() -> None:
     for phase in only:
         in_child(phase, rootless=phase.startswith("rootless"))
     # cleanup: the delegated subtree and everything in it
-    from llmcourse import cgroups
+    from llmcourse.grading import cgroups
     left = [str(d) for d in DELEG.rglob("llmcourse-*") if d.is_dir() and d.name != cgroups.LEAF]
     for d in sorted(DELEG.rglob("*"), key=lambda p: -len(p.parts)):
         if d.is_dir():

@@ -388,7 +388,7 @@ def template(nbsrc: Path):
     """A Babel catalogue of every message of one notebook (English, no translations)."""
     from babel.messages.catalog import Catalog
 
-    from ..nbbuild import build_notebook
+    from .nbbuild import build_notebook
     cat = Catalog(project=f"llmcourse {nbsrc.parent.name}", version="1", fuzzy=False, header_comment=_HEADER,
                   creation_date=_FIXED_DATE)
     for cell in build_notebook(nbsrc).cells:
@@ -470,7 +470,7 @@ def translate_notebook(nbsrc: Path, lang: str, partial: bool = False):
     """The notebook of one edition: the English build with every message translated.
 
     partial=True keeps the English of messages not translated yet (a translator's preview)."""
-    from ..nbbuild import build_notebook
+    from .nbbuild import build_notebook
     nb = build_notebook(nbsrc)
     cat = read_catalogue(catalogue_path(nbsrc, lang), lang)
 

@@ -93,7 +93,7 @@ def text_mutants(path: Path, replacements: list[tuple[str, str, str, str]]) -> l
     """Hand-written mutants: (solution grade id, text in the cell, replacement, label) each.
 
     The label becomes the mutant's function name; the operator is "hand-written". This lets
-    the misconception table (tests/mutants/) run through the same engine."""
+    the misconception table (authoring/<id>/misconceptions.toml) run through the same engine."""
     from .operators import _changed_lines, _Source, Edit, mutant_id
     nb = nbformat.read(str(path), as_version=4)
     by_id = {_meta(c).get("grade_id"): (i, c.source) for i, c in enumerate(nb.cells)

@@ -4,7 +4,7 @@
 drops the sandbox to an unused uid, or an ordinary user, whose sandbox keeps that user's uid
 behind a user namespace), which cgroup backend holds the limits and where its cgroups are
 made, what is not enforced, and what to do to get the full mode. Both backends enforce the
-same :class:`llmcourse.sandbox.Limits` fields under the same names:
+same :class:`llmcourse.grading.sandbox.Limits` fields under the same names:
 
 =================  =============================  =====================================
 limit              cgroup v1                      cgroup v2

@@ -2,18 +2,18 @@
 
 For each submission ``submitted/<student>/<assignment>/``:
 
-1. trusted: rebuild the notebook from the course's source (llmcourse.trusted.prepare: in a
+1. trusted: rebuild the notebook from the course's source (llmcourse.grading.trusted.prepare: in a
    child process with its own memory and CPU limits); only the notebook is taken from the
    submission folder, nothing that lies beside it; an unreadable or oversized notebook gets
    a clear message and is graded as the blank release (0 points);
-2. sandboxed: run it in bubblewrap + cgroups (llmcourse.sandbox) with the hidden checks
+2. sandboxed: run it in bubblewrap + cgroups (llmcourse.grading.sandbox) with the hidden checks
    recording the student's values only (no expected values in the student's process);
 3. trusted: compare the records with the reference solution's (run the same way, once per
    assignment, cached), decide every test cell, flag cells whose in-kernel and trusted
    verdicts disagree;
 4. nbgrader: hand the decided, already executed notebook to nbgrader's autograde (with
    execution switched off, LLMCOURSE_PRE_EXECUTED=1) so the gradebook, formgrader, feedback
-   and export work as usual (llmcourse.gradebook: a long-lived writer process per grading
+   and export work as usual (llmcourse.grading.gradebook: a long-lived writer process per grading
    process; SQLite writes take turns, PostgreSQL writes run concurrently).
 
 Steps 1-2 and 3-4 are two tasks per submission (``execute`` and ``finish``) on a Dask
@@ -54,7 +54,7 @@ import nbformat  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
 
 from . import sandbox  # noqa: E402
-from .checks import parse_records  # noqa: E402
+from ..student.checks import parse_records  # noqa: E402
 from .course import CourseError, jupyter_env, run_nbgrader, source_notebooks  # noqa: E402
 from .gradebook import Writer, check_gradebook, db_url, file_lock, is_sqlite  # noqa: E402
 from .htmlsafe import sanitize_markdown  # noqa: E402
@@ -152,21 +152,6 @@ def _read_json_capped(path: Path, cap: int):
         return None
 
 
-def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None) -> str | None:
-    """Grade every submission: sandboxed when this machine can, else with stock nbgrader.
-
-    Returns None when sandboxed, else the reason the sandbox is unavailable. For tests and
-    the demo; `make autograde` refuses the stock path unless told UNSAFE=1.
-    """
-    try:
-        sandbox.check_available()
-    except sandbox.SandboxUnavailable as exc:
-        run_nbgrader(["autograde", assignment, "--force"], cwd=root, env=env)
-        return str(exc)
-    Grader(root, assignment, workers=workers, env=env, progress=False).grade_all()
-    return None
-
-
 @dataclass
 class Executed:
     """A submission run in the sandbox and not yet decided: what a run task hands a finish task."""
@@ -226,9 +211,9 @@ class Grader:
                "LLMCOURSE_CELL_TIMEOUT": str(self.limits.cell_timeout_s),
                "LLMCOURSE_CELL_OUTPUT_KB": str(self.limits.cell_output_kb)}
         python = sandbox.python_executable()
-        res = sandbox.run(None, [python, "-m", "llmcourse.sandbox_runner"], self.limits, env=env,
+        res = sandbox.run(None, [python, "-m", "llmcourse.grading.sandbox_runner"], self.limits, env=env,
                           stdin_bytes=payload, ro_files=self._font_cache(),
-                          diagnose=[python, "-c", "import llmcourse.sandbox_runner"])
+                          diagnose=[python, "-c", "import llmcourse.grading.sandbox_runner"])
         cells: list = [None] * len(canonical_nb.cells)
         record_text = []
         seen_any = False
@@ -412,12 +397,12 @@ class Grader:
     def _merge(canonical_nb, cells, verdicts, reference_outputs: list | None = None):
         """The notebook nbgrader records: course sources, trusted verdicts, outputs of no student run.
 
-        - test cells: only the grader's verdict (its own text, llmcourse.trusted.decide);
+        - test cells: only the grader's verdict (its own text, llmcourse.grading.trusted.decide);
         - the course's cells before the first answer cell: their outputs from the *reference*
           run (text and PNG only), which depend on no answer and ran no student code;
         - every other cell: no outputs. Whatever the student's run printed or displayed (a
           hook in the kernel sees every test cell sent to it and could print it) is dropped;
-        - markdown answers: student-written HTML sanitised (llmcourse.htmlsafe).
+        - markdown answers: student-written HTML sanitised (llmcourse.grading.htmlsafe).
         `cells` (the student's run) is used for nothing but the verdicts it was decided from.
         """
         nb = nbformat.from_dict(json.loads(json.dumps(canonical_nb)))
@@ -584,7 +569,7 @@ class Grader:
                 import matplotlib
                 matplotlib.use("Agg")
                 import matplotlib.pyplot as plt
-                from .plotting import use_course_style
+                from ..student.plotting import use_course_style
                 use_course_style()
                 fig, ax = plt.subplots(figsize=(7, 0.35 * len(cell_ids) + 1.5))
                 share = [100 * fails[g] / max(1, len(outcomes)) for g in cell_ids]

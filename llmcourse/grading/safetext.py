@@ -11,7 +11,7 @@ quotes) reaches three kinds of reader:
   cursor, rewrite earlier lines or retitle the window, so :func:`terminal` writes every
   control character (C0, DEL, C1, and the lone surrogates of undecodable file names) as a
   visible escape;
-- a browser: HTML is sanitised elsewhere (llmcourse.htmlsafe).
+- a browser: HTML is sanitised elsewhere (llmcourse.grading.htmlsafe).
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ This replaces it:
   claims and the last status change of the entry and its files (which its owner cannot set
   back), so a back-dated name does not make a late submission early.
 
-The grader then takes only the notebook(s) from ``submitted/`` (llmcourse.grader).
+The grader then takes only the notebook(s) from ``submitted/`` (llmcourse.grading.grader).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Executes one notebook inside the grading sandbox (python -m llmcourse.sandbox_runner).
+"""Executes one notebook inside the grading sandbox (python -m llmcourse.grading.sandbox_runner).
 
-Protocol with the grader (llmcourse.grader), over the Unix socket at LLMCOURSE_CHANNEL
-(llmcourse.sandbox: this process connects first, then the grader stops listening):
+Protocol with the grader (llmcourse.grading.grader), over the Unix socket at LLMCOURSE_CHANNEL
+(llmcourse.grading.sandbox: this process connects first, then the grader stops listening):
   in : one line with a hex key, then the notebook JSON, then end of input;
   out: after every code cell, one line ``<hmac-sha256 hex> <json>`` with the cell's index,
        its (capped) outputs, its run time and the check records the kernel wrote meanwhile;

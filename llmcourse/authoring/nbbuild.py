@@ -138,7 +138,7 @@ def build_all(authoring: Path, source: Path, check: bool = False, only: str | No
     return stale
 
 
-if __name__ == "__main__":  # python -m llmcourse.nbbuild [--check] [--assignment ID]
+if __name__ == "__main__":  # python -m llmcourse.authoring.nbbuild [--check] [--assignment ID]
     root = Path.cwd()
     only = sys.argv[sys.argv.index("--assignment") + 1] if "--assignment" in sys.argv else None
     changed = build_all(root / "authoring", root / "source", check="--check" in sys.argv, only=only)

@@ -33,7 +33,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import NOT_REACHED, compare_entries
+from ..student.checks import NOT_REACHED, compare_entries
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024   # the submitted file (outputs included)
 MAX_CELLS = 2000                        # cells in the submitted notebook
@@ -300,7 +300,7 @@ def prepare(source_path: Path, release_path: Path, submission_path: Path | None,
             c = canonical_dict(json.loads(Path(source_path).read_text(encoding="utf-8")),
                                json.loads(Path(release_path).read_text(encoding="utf-8")), None)
             return Canonical(nb=nbformat.from_dict(c.nb), flags=c.flags, rejected=str(exc))
-    cmd = [sys.executable, "-m", "llmcourse.trusted", "prepare", str(source_path), str(release_path), name,
+    cmd = [sys.executable, "-m", "llmcourse.grading.trusted", "prepare", str(source_path), str(release_path), name,
            "1" if fd is not None else "0", str(drop_to if drop_to is not None else -1)]
 
     def limits():
@@ -385,7 +385,7 @@ class _StripExpected(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call):
         self.generic_visit(node)
         if _call_name(node) in VALUE_CHECKS and self._hidden(node):
-            marker = ast.parse("__import__('llmcourse.checks', fromlist=['RECORD_ONLY']).RECORD_ONLY",
+            marker = ast.parse("__import__('llmcourse.student.checks', fromlist=['RECORD_ONLY']).RECORD_ONLY",
                                mode="eval").body
             if len(node.args) >= 3:
                 node.args[2] = marker
@@ -644,4 +644,4 @@ def hidden_secrets(nb) -> list[str]:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["prepare"]:
         sys.exit(_prepare_main(sys.argv[2:]))
-    sys.exit(f"usage: python -m llmcourse.trusted prepare SOURCE RELEASE NAME HAS_FD UID")
+    sys.exit(f"usage: python -m llmcourse.grading.trusted prepare SOURCE RELEASE NAME HAS_FD UID")

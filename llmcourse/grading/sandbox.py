@@ -1,6 +1,6 @@
 """Run one command in a sandbox: bubblewrap namespaces + seccomp + cgroup v1 limits + rlimits.
 
-Isolation (bubblewrap, started by root through llmcourse.sandbox_launch, run unprivileged):
+Isolation (bubblewrap, started by root through llmcourse.grading.sandbox_launch, run unprivileged):
   - bwrap itself runs as SANDBOX_HOST_UID (default 2000000000: no account, no subordinate
     id; ``LLMCOURSE_SANDBOX_UID`` changes it), so the sandbox's uid 65534 (nobody) maps to
     that host uid, never to root; all capabilities dropped; no nested user namespaces
@@ -8,7 +8,7 @@ Isolation (bubblewrap, started by root through llmcourse.sandbox_launch, run unp
   - network
     namespace (loopback only: the Jupyter kernel's ZMQ sockets live inside it), PID, IPC
     and UTS namespaces, a new session (no terminal injection), dies with its parent;
-  - a seccomp filter (llmcourse.seccomp): no ptrace, no new namespaces, no mounts, no
+  - a seccomp filter (llmcourse.grading.seccomp): no ptrace, no new namespaces, no mounts, no
     keyrings, bpf, io_uring, kernel modules, ... ;
   - a filesystem made only of: /usr (read-only), the Python runtime and the course's virtual
     environment and package (read-only, followed through symbolic links), a private /tmp,
@@ -21,7 +21,7 @@ Isolation (bubblewrap, started by root through llmcourse.sandbox_launch, run unp
     only that process holds the connection.
 Limits:
   - memory (resident), processes, CPU share: cgroup v1 or v2, whichever this machine has, as root
-    or in a subtree delegated to the grading user (llmcourse.cgroups: the backends, the modes);
+    or in a subtree delegated to the grading user (llmcourse.grading.cgroups: the backends, the modes);
   - CPU seconds (RLIMIT_CPU), size of any file written (RLIMIT_FSIZE), open files (RLIMIT_NOFILE),
     no core dumps; wall time (the whole sandbox is killed at the deadline).
 Every limit is a field of :class:`Limits`; the grader reads overrides from LLMCOURSE_LIMIT_<FIELD>
@@ -86,7 +86,7 @@ _MODE: cgroups.Mode | None = None
 
 
 def mode(refresh: bool = False) -> cgroups.Mode:
-    """This machine's grading mode (llmcourse.cgroups.detect), looked up once per process."""
+    """This machine's grading mode (llmcourse.grading.cgroups.detect), looked up once per process."""
     global _MODE
     if _MODE is None or refresh:
         m = cgroups.detect()
@@ -203,7 +203,7 @@ def _python_runtime() -> list[Path]:
     exe = Path(python_executable())
     paths = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), exe.parent.parent,
              Path(sys.executable).resolve().parent.parent}
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]   # the whole llmcourse package (the runner imports student/)
     paths.add(pkg)
     return sorted(paths)
 

@@ -16,8 +16,8 @@ included), and feedback pages are opened by students and instructors. So:
   its checksum, which nbgrader uses to give an unchanged answer 0 points); otherwise the
   answer becomes the sanitised HTML on one line inside one ``<div>``, which markdown
   passes through as a single HTML block.
-- the grader applies it to every markdown answer before staging (llmcourse.grader), and
-  the nbconvert preprocessor ``SanitizeStudentHTML`` (llmcourse.nbgrader_ext, enabled for
+- the grader applies it to every markdown answer before staging (llmcourse.grading.grader), and
+  the nbconvert preprocessor ``SanitizeStudentHTML`` (llmcourse.grading.nbgrader_ext, enabled for
   every HTMLExporter by nbgrader_config.py: Formgrader and feedback) applies it to every
   markdown and raw cell again, and drops active outputs (HTML, JavaScript, SVG, widgets).
 """

@@ -1,12 +1,12 @@
 """Recording decided submissions in nbgrader's gradebook: SQLite or PostgreSQL.
 
-The grader (llmcourse.grader) decides every test cell itself and stages the finished
+The grader (llmcourse.grading.grader) decides every test cell itself and stages the finished
 notebook; nbgrader's own ``autograde`` (with execution switched off, LLMCOURSE_PRE_EXECUTED=1)
 then records it, so formgrader, feedback and export work as usual.
 
 Starting ``nbgrader autograde`` as a new process costs ~2 s per submission (imports), more
 than the recording itself (~0.2 s). So each grading process (a thread pool, or each Dask
-worker) keeps one long-lived writer process, ``python -m llmcourse.gradebook``, that has
+worker) keeps one long-lived writer process, ``python -m llmcourse.grading.gradebook``, that has
 nbgrader imported and runs nbgrader's AutogradeApp in-process for one student at a time.
 
 Which database: the course's nbgrader_config.py reads LLMCOURSE_DB_URL (default: SQLite
@@ -129,7 +129,7 @@ def _write_lock(root: Path, url: str):
 
 
 class Writer:
-    """A long-lived ``python -m llmcourse.gradebook`` process; thread-safe, one write at a time."""
+    """A long-lived ``python -m llmcourse.grading.gradebook`` process; thread-safe, one write at a time."""
 
     def __init__(self, root: Path, env: dict):
         self.root = Path(root)
@@ -142,7 +142,7 @@ class Writer:
         log = self.root / ".grader" / "gradebook-writer.log"   # nbgrader's warnings; appended by every writer
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as err:
-            return subprocess.Popen([sys.executable, "-m", "llmcourse.gradebook"], cwd=str(self.root),
+            return subprocess.Popen([sys.executable, "-m", "llmcourse.grading.gradebook"], cwd=str(self.root),
                                     env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
 
     def warm(self) -> None:

@@ -47,7 +47,7 @@ class ScrubHiddenTestOutputs(NbGraderPreprocessor):
 
 
 class SanitizeStudentHTML(Preprocessor):
-    """Neutralise HTML in what a browser renders (llmcourse.htmlsafe): every markdown and raw
+    """Neutralise HTML in what a browser renders (llmcourse.grading.htmlsafe): every markdown and raw
     cell is rendered and sanitised (unchanged when already safe), active outputs dropped.
 
     Enabled for every HTMLExporter by nbgrader_config.py, so it runs in Formgrader's pages

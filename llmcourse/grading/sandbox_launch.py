@@ -1,4 +1,4 @@
-"""Starts bubblewrap for llmcourse.sandbox: as root first, then as the sandbox's unprivileged uid.
+"""Starts bubblewrap for llmcourse.grading.sandbox: as root first, then as the sandbox's unprivileged uid.
 
 Run as ``python -S -E sandbox_launch.py CONFIG_JSON`` (the standard library only, no site
 packages: it runs before any limit would notice a slow import). In order, it:

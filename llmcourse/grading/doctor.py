@@ -4,7 +4,7 @@ Looks, and where it can, tries: who runs it, bubblewrap and its version, whether
 unprivileged process may create a user namespace (tried, as an unused uid when run as root),
 which cgroup hierarchy is mounted with which controllers and which of them this user may use,
 whether systemd (and a user manager) runs, and so which grading mode `make autograde` will
-use (llmcourse.cgroups) and what to do to get the full one (root, or a delegated subtree,
+use (llmcourse.grading.cgroups) and what to do to get the full one (root, or a delegated subtree,
 with memory, pids and cpu limits).
 Exit status: 0 when grading can be sandboxed, 1 when it would be refused.
 """

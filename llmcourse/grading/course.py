@@ -1,6 +1,7 @@
-"""Course tooling: assignments, nbgrader runs, papermill execution, sample submissions, grade tables.
+"""Course operations: assignments, nbgrader runs, papermill execution, grade tables.
 
-Used by the ``llmcourse`` CLI (behind the Makefile) and by the test suite. Nothing
+Used by the ``llmcourse`` CLI (behind the Makefile), the grader and the test suite. Sample
+classes for tests and the demo are built by llmcourse.authoring.sampleclass. Nothing
 here runs in a student's kernel.
 """
 from __future__ import annotations
@@ -9,18 +10,13 @@ import copy
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-
 
 class CourseError(RuntimeError):
     pass
@@ -36,7 +32,7 @@ def find_root(start: str | os.PathLike | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "nbgrader_config.py").is_file() and (folder / "source").is_dir():
             return folder
-    pkg_parent = Path(__file__).resolve().parent.parent
+    pkg_parent = Path(__file__).resolve().parents[2]
     if (pkg_parent / "nbgrader_config.py").is_file():
         return pkg_parent
     raise CourseError("no course root found (a folder with nbgrader_config.py and source/)")
@@ -123,34 +119,8 @@ def run_nbgrader(args: list[str], cwd: Path, env: dict | None = None, check: boo
 
 
 # --------------------------------------------------------------------------
-# scratch courses
+# releases
 # --------------------------------------------------------------------------
-
-@dataclass
-class Scratch:
-    root: Path
-    env: dict
-
-    @property
-    def db_path(self) -> Path:
-        return self.root / "gradebook.db"
-
-
-def make_scratch_course(dest: str | os.PathLike, repo_root: Path, assignments: list[str] | None = None) -> Scratch:
-    """A throw-away course directory: a copy of source/ and the config, its own gradebook and exchange."""
-    dest = Path(dest)
-    if dest.exists():
-        shutil.rmtree(dest)
-    (dest / "source").mkdir(parents=True)
-    for a in assignments or list_assignments(repo_root):
-        shutil.copytree(repo_root / "source" / a, dest / "source" / a)
-    shutil.copy2(repo_root / "nbgrader_config.py", dest / "nbgrader_config.py")
-    (dest / "exchange").mkdir()
-    env = jupyter_env(dest / ".jupyter-state")
-    env["LLMCOURSE_EXCHANGE"] = str(dest / "exchange")
-    env.pop("LLMCOURSE_DB_URL", None)
-    return Scratch(root=dest, env=env)
-
 
 def generate_release(course_root: Path, assignment: str, env: dict) -> Path:
     run_nbgrader(["generate_assignment", assignment, "--force"], cwd=course_root, env=env)
@@ -203,50 +173,6 @@ def execute_notebook(src: Path, out: Path, profile: str = "smoke", device: str =
         os.environ.clear()
         os.environ.update(saved)
     return time.perf_counter() - start
-
-
-# --------------------------------------------------------------------------
-# submissions
-# --------------------------------------------------------------------------
-
-def strip_solution_markers(source: str) -> str:
-    return "\n".join(line for line in source.split("\n") if not any(m in line for m in SOLUTION_MARKERS))
-
-
-@dataclass(frozen=True)
-class Mutation:
-    cell: str   # grade_id of the solution cell
-    old: str    # text in the solution that is replaced...
-    new: str    # ...by this
-
-
-def build_submission(release_nb: Path, source_nb: Path, out: Path, fill: str | list[str] = "all",
-                     mutation: Mutation | None = None) -> Path:
-    """Write a student's notebook: the released notebook with some solution cells filled in.
-
-    fill: "all", "none", or a list of grade ids whose solution cells get the reference
-    solution (markers removed). mutation: then replace `old` by `new` in one filled cell.
-    """
-    rel = read_nb(release_nb)
-    src = {nbgrader_meta(c).get("grade_id"): c for c in read_nb(source_nb).cells if nbgrader_meta(c)}
-    applied = mutation is None
-    for cell in rel.cells:
-        meta = nbgrader_meta(cell)
-        gid = meta.get("grade_id")
-        if not meta.get("solution") or cell.cell_type != "code":
-            continue
-        if fill == "all" or (isinstance(fill, list) and gid in fill):
-            cell.source = strip_solution_markers(src[gid].source)
-        if mutation is not None and gid == mutation.cell:
-            if cell.source.count(mutation.old) != 1:
-                raise CourseError(f"mutation text must occur exactly once in cell {gid!r}: {mutation.old!r}")
-            cell.source = cell.source.replace(mutation.old, mutation.new)
-            applied = True
-    if not applied:
-        raise CourseError(f"no filled solution cell {mutation.cell!r} to mutate")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(rel, str(out))
-    return out
 
 
 # --------------------------------------------------------------------------
