@@ -83,7 +83,7 @@ validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pa
 	$(COURSE) validate --assignment $(ASSIGNMENT)
 
 autograde: $(STAMP) sysdeps-grading ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, LIMITS=rlimits-only, UNSAFE=1)
-	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
+	@$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
 	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe) \
 	  $(if $(or $(LIMITS),$(NO_CGROUP)),--limits $(or $(LIMITS),rlimits-only))
 
@@ -116,6 +116,11 @@ test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+test-vm: $(STAMP) ## cgroup v2 grading, as root and as a delegated user, in a QEMU VM (tens of minutes; CI runs it)
+	@start=$$(date +%s); \
+	LLMCOURSE_VM_TESTS=1 $(BIN)/python -m pytest tests/test_vm_cgroup_v2.py -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	echo "make test-vm: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 mutation: $(STAMP) ## mutate every solution, run the hidden tests: docs/mutation-report.md (ASSIGNMENT=, JOBS=, MUTATION_ARGS=)
 	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)

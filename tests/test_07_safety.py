@@ -7,7 +7,7 @@ Short limits keep the suite fast.
 
 The suite runs in whichever grading mode the machine gives whoever runs it (llmcourse.grading.cgroups):
 root + cgroup v1 or v2, or rootless in a delegated subtree (tests/test_11_cgroups.py runs it
-here as a throw-away user; tests/test_12_vm.py in a cgroup v2 virtual machine, as root and as a
+here as a throw-away user; tests/test_vm_cgroup_v2.py in a cgroup v2 virtual machine, as root and as a
 user). LLMCOURSE_TEST_MODE=<name> makes a run insist on one mode (e.g. "rootless, cgroup v2"):
 a machine that gives another one fails instead of testing the wrong thing.
 """

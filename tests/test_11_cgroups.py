@@ -4,13 +4,15 @@ Fake trees in a temporary folder stand for machines this one is not (cgroup v2, 
 scope, no cgroup at all, no bubblewrap): every file the v2 backend writes is recorded and
 checked. The real machine is checked too: doctor's report against /proc/mounts, and the
 rootless mode run for real as a throw-away user on this machine's cgroup v1 hierarchy.
-The same checks on a real cgroup v2 kernel run in a virtual machine (tests/test_12_vm.py).
+The same checks on a real cgroup v2 kernel run in a virtual machine (tests/test_vm_cgroup_v2.py).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -165,9 +167,13 @@ def test_stale_cgroups_of_dead_graders_are_removed(tmp_path):
     dead.wait()
     (parent / f"llmcourse-{dead.pid}-0123456789ab").mkdir()
     (parent / f"llmcourse-{os.getpid()}-0123456789ab").mkdir()
+    (parent / "llmcourse-alice").mkdir()          # a subtree delegated to someone: never touched
+    (parent / cgroups.LEAF).mkdir()
     mode = cgroups.Mode(privileged=False, backend="v2", parent=parent)
     assert cgroups.remove_stale(mode) == 1
-    assert [d.name for d in parent.glob("llmcourse-*")] == [f"llmcourse-{os.getpid()}-0123456789ab"]
+    assert sorted(d.name for d in parent.glob("llmcourse-*")) == sorted(
+        [f"llmcourse-{os.getpid()}-0123456789ab", "llmcourse-alice", cgroups.LEAF])
+    assert cgroups.ours(mode) == {str(parent / f"llmcourse-{os.getpid()}-0123456789ab")}
 
 
 def test_v1_tree_as_root_and_delegated(tmp_path):
@@ -288,8 +294,8 @@ print(json.dumps({"mode": m.describe(), "privileged": m.privileged, "uid_inside"
 
 
 @pytest.fixture
-def rootless_user(tmp_path):
-    """A throw-away user with a delegated subtree in the memory, pids and cpu v1 hierarchies."""
+def rootless_user():
+    """A throw-away user with a delegated subtree in the memory, pids and cpu v1 hierarchies (removed after)."""
     from conftest import require_system
     require_system("bwrap", "bubblewrap")
     if os.geteuid() != 0:
@@ -302,8 +308,8 @@ def rootless_user(tmp_path):
     user = f"llmc{os.getpid() % 100000}"
     subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user], check=True)
     uid = pwd.getpwnam(user).pw_uid
-    name = f"llmcourse-test-{user}"
-    made = []
+    name = f"llmctest-{user}"
+    made, made_home = [], []
     try:
         for c in ("memory", "pids", "cpu"):
             d = cgroups.CGROUP_FS / c / name
@@ -311,8 +317,8 @@ def rootless_user(tmp_path):
             made.append(d)
             for f in ["", "cgroup.procs", "tasks"]:
                 os.chown(d / f if f else d, uid, uid)
-        home = tmp_path / "home"
-        home.mkdir()
+        home = Path(tempfile.mkdtemp(prefix="llmcourse-rootless-"))     # not under root's 0700 pytest folder
+        made_home.append(home)
         os.chown(home, uid, uid)
         env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
                "LLMCOURSE_CGROUP_ROOT": name, "PYTHONPATH": str(ROOT / "tests")}
@@ -328,3 +334,22 @@ def rootless_user(tmp_path):
             cgroups.kill_procs([d / "cgroup.procs"])
             d.rmdir()
         subprocess.run(["userdel", user], check=False)
+        for h in made_home:
+            shutil.rmtree(h, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_safety_suite_passes_rootless_on_this_machine(rootless_user):
+    """tests/test_07_safety.py's hostile class, sandbox probe and mode check, run by a throw-away
+    user (rootless, the delegated v1 subtree): every attack gets the grade it must get."""
+    user, env = rootless_user
+    env = dict(env, LLMCOURSE_TEST_MODE="rootless, cgroup v1", PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", str(ROOT / "tests" / "test_07_safety.py"), "-x", "-q",
+                           "-p", "no:cacheprovider", "-k", "mode_asked or hostile or no_grader_fd",
+                           f"--basetemp={env['HOME']}/pytest", f"--rootdir={ROOT}"],
+                          capture_output=True, text=True, env=env, cwd=env["HOME"], timeout=1800,
+                          preexec_fn=as_user(user))
+    tail = (proc.stdout + proc.stderr)[-4000:]
+    assert proc.returncode == 0, tail
+    assert "3 passed" in proc.stdout, tail
+    print(tail[-600:])

@@ -1,7 +1,7 @@
 """Runs inside the cgroup v2 virtual machine (tests/vm.py), as root: the grading sandbox's limit
 checks and a small class graded end to end, first as root, then as an ordinary user (uid
 54321, no account) in a subtree root delegated to it. Prints one ``VMRESULT <json>`` line
-per phase; tests/test_12_vm.py decides.
+per phase; tests/test_vm_cgroup_v2.py decides.
 
 Phases: root-limits, rootless-limits, root-class, rootless-class (each also says whether every
 cgroup it made is gone), then cleanup (the delegated subtree removed).
@@ -99,12 +99,12 @@ def limits_phase() -> dict:
     out["seconds"] = seen
     # the v2 files really were the ones written: a cgroup made now, read back, removed
     cg = cgroups.create(m, lim)
+    names = ("memory.max", "memory.swap.max", "pids.max", "cpu.max") if m.backend == "v2" else ()
     try:
-        out["files"] = {f: (cg.dir / f).read_text().strip() for f in ("memory.max", "memory.swap.max", "pids.max",
-                                                                      "cpu.max")}
+        out["files"] = {f: (cg.dirs()[0] / f).read_text().strip() for f in names}
     finally:
         cg.remove()
-    out["removed"] = not cg.dir.exists()
+    out["removed"] = not any(d.exists() for d in cg.dirs())
     return out
 
 

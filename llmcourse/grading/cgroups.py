@@ -32,6 +32,7 @@ Where the cgroups are made:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -319,6 +320,9 @@ def _enable(d: Path, controllers) -> None:
 
 
 # ----------------------------------------------------------------------------------- cgroups
+_NAME = re.compile(PREFIX + r"([0-9]+)-[0-9a-f]{12}")
+
+
 def _name() -> str:
     return f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
@@ -520,10 +524,9 @@ def remove_stale(mode: Mode) -> int:
         for d in p.glob(PREFIX + "*"):
             if d.name == LEAF:
                 continue
-            parts = d.name.split("-")
-            owner = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-            if owner is not None and _pid_alive(owner):
-                continue
+            m = _NAME.fullmatch(d.name)
+            if m is None or _pid_alive(int(m.group(1))):
+                continue        # not a sandbox's (a delegated subtree named llmcourse-alice), or its grader lives
             kill = d / "cgroup.kill"
             if kill.exists():
                 try:
@@ -545,7 +548,7 @@ def ours(mode: Mode) -> set[str]:
     dirs = list(mode.v1_parents.values()) if mode.backend == "v1" else \
         [mode.parent] if mode.backend == "v2" and mode.parent is not None else []
     for p in dirs:
-        found |= {str(d) for d in Path(p).glob(PREFIX + "*") if d.name != LEAF}
+        found |= {str(d) for d in Path(p).glob(PREFIX + "*") if _NAME.fullmatch(d.name)}
     return found
 
 
