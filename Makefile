@@ -110,7 +110,7 @@ lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extension
 	$(COURSE) lab $(if $(LAB_USER),--user $(LAB_USER))
 
 demo: $(STAMP) sysdeps-grading ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
-	$(COURSE) demo --out $(BUILD)/demo
+	$(COURSE) demo --out $(BUILD)/demo $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
 test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
 	@start=$$(date +%s); \

@@ -330,9 +330,9 @@ def rootless_user():
         for d in made:
             for sub in d.glob("llmcourse-*"):
                 cgroups.kill_procs([sub / "cgroup.procs"])
-                sub.rmdir()
+                cgroups.CgroupV1.remove_dir(sub)
             cgroups.kill_procs([d / "cgroup.procs"])
-            d.rmdir()
+            cgroups.CgroupV1.remove_dir(d)
         subprocess.run(["userdel", user], check=False)
         for h in made_home:
             shutil.rmtree(h, ignore_errors=True)
@@ -353,3 +353,35 @@ def test_safety_suite_passes_rootless_on_this_machine(rootless_user):
     assert proc.returncode == 0, tail
     assert "3 passed" in proc.stdout, tail
     print(tail[-600:])
+
+
+@pytest.mark.slow
+def test_rlimits_only_grades_and_every_report_says_what_was_not_enforced(tmp_path, monkeypatch):
+    """Asked for rlimits only: still sandboxed (the correct submission gets full marks), and the
+    flag on every submission, flagged.csv, lms_grades.csv and grading_mode.txt say so."""
+    from conftest import require_sandbox
+    require_sandbox()
+    import csv
+    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.grading import sandbox
+    from llmcourse.grading.course import generate_release
+    from llmcourse.grading.grader import Grader
+    monkeypatch.setenv("LLMCOURSE_NO_CGROUP", "1")
+    monkeypatch.setattr(sandbox, "_MODE", None)
+    a, nb = "01_chain_rule", "chain_rule.ipynb"
+    c = make_scratch_course(tmp_path / "course", ROOT, [a])
+    generate_release(c.root, a, c.env)
+    build_submission(c.root / "release" / a / nb, ROOT / "source" / a / nb, c.root / "submitted" / "s1" / a / nb,
+                     fill="all")
+    g = Grader(c.root, a, workers=1, env=c.env, progress=False, engine="threads",
+               limits=Limits(wall_s=300, cell_timeout_s=60))
+    assert g.mode.backend == "none"
+    [o] = g.grade_all()
+    assert o.score == 90.0, o.flags
+    assert any("limits NOT enforced: memory_mb" in f and "pids" in f and "cpu_cores" in f for f in o.flags), o.flags
+    rows = list(csv.reader((g.reports / "flagged.csv").read_text().splitlines()))
+    assert any(r[0] == "s1" and "NOT enforced" in r[1] for r in rows[1:]), rows
+    lms = list(csv.DictReader((g.reports / "lms_grades.csv").read_text().splitlines()))
+    assert lms[0]["flagged"] == "yes"
+    assert "NOT enforced: memory_mb" in (g.reports / "grading_mode.txt").read_text()
+    monkeypatch.setattr(sandbox, "_MODE", None)

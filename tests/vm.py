@@ -10,7 +10,8 @@ nothing):
     dpkg-deb -x), its modules linked into /lib/modules/<version> (where virtme-ng looks);
   - PyPI virtme-ng (pinned) in a tool venv of its own.
 KVM hangs on the development machine: the VM runs under software emulation (--disable-kvm),
-niced. One boot runs tests/vm_inside.py, which prints one ``VMRESULT <json>`` line per phase.
+niced. One boot runs tests/vm_inside.py, which prints one ``VMRESULT <json>`` line per phase
+(the VM's output goes to build/vm-cache/last-run.log as it comes).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -101,15 +103,24 @@ def boot(command: str, timeout: int = 3000) -> tuple[dict, str, float]:
     vmlinuz = ensure_kernel()
     vng = ensure_vng()
     env = dict(os.environ, PATH=f"{vng.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    log = CACHE / "last-run.log"          # the VM's output as it comes (watch it: tail -f)
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(["nice", "-n", "10", str(vng), "--disable-kvm", "--run", str(vmlinuz), "--memory", "2G",
-                               "--cpus", "2", "--exec", command], capture_output=True, text=True, env=env,
-                              timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
-        out = proc.stdout + proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode("utf-8", "replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        out += f"\n[the VM ran past {timeout} s and was stopped]"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(["nice", "-n", "10", str(vng), "--disable-kvm", "--run", str(vmlinuz), "--memory",
+                                 "2G", "--cpus", "2", "--exec", command], stdout=fh, stderr=subprocess.STDOUT,
+                                env=env, cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+            stopped = ""
+        except subprocess.TimeoutExpired:
+            stopped = f"\n[the VM ran past {timeout} s and was stopped]"
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)     # vng, virtme-run and QEMU: none outlives the run
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    out = log.read_text(errors="replace") + stopped
     secs = time.perf_counter() - t0
     results = {}
     for line in out.splitlines():
