@@ -43,7 +43,12 @@ def _median(f, runs):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rlimits-only", action="store_true",
+                    help="measure the rlimits-only mode even where cgroups exist (as if there were none)")
     args = ap.parse_args()
+    if args.rlimits_only:
+        from llmcourse.grading import cgroups
+        sandbox._MODE = cgroups.detect(fs=Path("/nonexistent-cgroup-fs"), env={"LLMCOURSE_NO_CGROUP": "1"})
     m = sandbox.check_available()
     exe = sandbox.python_executable()
     nb = new_notebook(cells=[new_code_cell("x = 1 + 1\nx")])
@@ -55,7 +60,7 @@ def main() -> int:
 
     def bare_kernel():
         from nbclient import NotebookClient
-        NotebookClient(nbformat.from_dict(json.loads(nbformat.writes(nb))), kernel_name="python3", timeout=60,
+        NotebookClient(nbformat.reads(nbformat.writes(nb), as_version=4), kernel_name="python3", timeout=60,
                        startup_timeout=120).execute()
 
     def sandbox_process():

@@ -366,8 +366,12 @@ def test_rlimits_only_grades_and_every_report_says_what_was_not_enforced(tmp_pat
     from llmcourse.grading import sandbox
     from llmcourse.grading.course import generate_release
     from llmcourse.grading.grader import Grader
-    monkeypatch.setenv("LLMCOURSE_NO_CGROUP", "1")
-    monkeypatch.setattr(sandbox, "_MODE", None)
+    # the flag only allows the fallback: a machine with cgroups keeps them, so this one is told it has none
+    nowhere = tmp_path / "no-cgroup-fs"
+    nowhere.mkdir()
+    assert cgroups.detect(fs=nowhere, env={}).usable is False
+    forced = cgroups.detect(fs=nowhere, env={"LLMCOURSE_NO_CGROUP": "1"})
+    monkeypatch.setattr(sandbox, "_MODE", forced)
     a, nb = "01_chain_rule", "chain_rule.ipynb"
     c = make_scratch_course(tmp_path / "course", ROOT, [a])
     generate_release(c.root, a, c.env)
@@ -384,4 +388,3 @@ def test_rlimits_only_grades_and_every_report_says_what_was_not_enforced(tmp_pat
     lms = list(csv.DictReader((g.reports / "lms_grades.csv").read_text().splitlines()))
     assert lms[0]["flagged"] == "yes"
     assert "NOT enforced: memory_mb" in (g.reports / "grading_mode.txt").read_text()
-    monkeypatch.setattr(sandbox, "_MODE", None)

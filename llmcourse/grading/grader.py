@@ -279,7 +279,10 @@ class Grader:
         if cells is None:
             problems.append(f"the run produced no results ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
         else:
-            for c, ran in zip(src.cells, cells):
+            for i, (c, ran) in enumerate(zip(src.cells, cells)):
+                err0 = next((o for o in (ran or {}).get("outputs", []) if o.get("output_type") == "error"), None)
+                if err0 and not is_test_cell(c) and not problems:   # the cause, when a setup cell failed
+                    problems.append(f"cell {i}: {err0.get('ename')}: {str(err0.get('evalue'))[:200]}")
                 if is_test_cell(c):
                     gid = meta(c)["grade_id"]
                     err = next((o for o in (ran or {}).get("outputs", []) if o.get("output_type") == "error"), None)
