@@ -534,7 +534,9 @@ class Grader:
     def write_reports(self, outcomes: list[Outcome]) -> Path:
         r = self.reports
         r.mkdir(parents=True, exist_ok=True)
-        (r / "grading_mode.txt").write_text(self.mode.describe() + "\n")
+        mode = getattr(self, "mode", None)     # (reports written for a test without a grader have none)
+        if mode is not None:
+            (r / "grading_mode.txt").write_text(mode.describe() + "\n")
         with open(r / "lms_grades.csv", "w", newline="") as fh:
             w = SafeWriter(fh)
             w.writerow(["student_id", "assignment", "autograded_points", "autograded_max", "flagged"])
