@@ -12,16 +12,16 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from nbutil import ROOT
+from rootless import as_user
 
 from llmcourse.grading import cgroups
 from llmcourse.grading.sandbox import Limits
-from nbutil import ROOT
-from rootless import as_user
 
 
 def _v2_tree(tmp: Path, controllers="cpuset cpu io memory pids") -> Path:
@@ -272,7 +272,8 @@ bomb = ("import os, socket; s = socket.socket(socket.AF_UNIX); s.connect(os.envi
         "x = []\nwhile True: x.append(bytearray(16 << 20))")
 rb = sandbox.run(None, [exe, "-c", bomb], lim)
 forks = ("import os, socket, time; s = socket.socket(socket.AF_UNIX); s.connect(os.environ['LLMCOURSE_CHANNEL'])\n"
-         "n = 0\ntry:\n    while n < 200:\n        if os.fork() == 0:\n            time.sleep(30); os._exit(0)\n        n += 1\n"
+         "n = 0\ntry:\n    while n < 200:\n        if os.fork() == 0:\n"
+         "            time.sleep(30); os._exit(0)\n        n += 1\n"
          "except OSError:\n    pass\ns.sendall(f'{n}\\n'.encode())")
 rf = sandbox.run(None, [exe, "-c", forks], lim)
 print(json.dumps({"mode": m.describe(), "privileged": m.privileged, "uid_inside": info["uid"], "uid_line": uid_line,
@@ -283,8 +284,6 @@ print(json.dumps({"mode": m.describe(), "privileged": m.privileged, "uid_inside"
                           timeout=300, preexec_fn=as_user(user))
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
-    import pwd
-    host_uid = pwd.getpwnam(user).pw_uid
     assert got["privileged"] is False and got["mode"].startswith("sandboxed (rootless, cgroup v1")
     assert got["uid_inside"] == 65534          # the sandbox's own uid, in its user namespace ...
     assert got["uid_line"].split()[1:] == ["65534"] * 4
@@ -362,6 +361,7 @@ def test_rlimits_only_grades_and_every_report_says_what_was_not_enforced(tmp_pat
     from conftest import require_sandbox
     require_sandbox()
     import csv
+
     from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
     from llmcourse.grading import sandbox
     from llmcourse.grading.course import generate_release

@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
 import vm
 from nbutil import ROOT
 

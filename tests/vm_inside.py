@@ -110,12 +110,13 @@ def limits_phase() -> dict:
 
 def class_phase(home: Path) -> dict:
     """01_chain_rule: a correct, a blank and a hostile submission, graded in the sandbox."""
-    from llmcourse.grading import cgroups, sandbox
+    import nbformat
+    from test_07_safety import CORRECT, NB, A, with_cell
+
     from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.grading import cgroups, sandbox
     from llmcourse.grading.course import cell_scores, generate_release
     from llmcourse.grading.grader import Grader
-    import nbformat
-    from test_07_safety import A, NB, CORRECT, with_cell
     m = sandbox.check_available()
     t0 = time.perf_counter()
     c = make_scratch_course(home / "course", ROOT, [A])

@@ -66,8 +66,9 @@ def cgroup_lines(fs: Path, mine: dict, euid: int) -> list[tuple[str, str]]:
         own = fs / mine.get("", "/").lstrip("/")
         rows.append(("  this process's cgroup", str(own)))
         writable = cgroups._writable(own, ("cgroup.procs", "cgroup.subtree_control")) and own != fs
-        rows.append(("  delegated to this user", f"yes, controllers: {' '.join(cgroups._words(own / 'cgroup.controllers')) or 'none'}"
-                     if writable and euid != 0 else "root needs no delegation" if euid == 0 else "no"))
+        given = " ".join(cgroups._words(own / "cgroup.controllers")) or "none"
+        rows.append(("  delegated to this user", f"yes, controllers: {given}" if writable and euid != 0
+                     else "root needs no delegation" if euid == 0 else "no"))
     elif kind == "v1":
         mounted = sorted(d.name for d in fs.iterdir() if (d / "cgroup.procs").is_file()
                          and not (d / "cgroup.controllers").is_file()) if fs.is_dir() else []
