@@ -551,7 +551,9 @@ def test_resume_after_kill_gives_the_same_grades(course, tmp_path):
     with Gradebook(f"sqlite:///{course.db_path}") as gb:
         subs = [s.student_id for s in gb.assignment_submissions(A) if s.student_id in students]
     assert sorted(subs) == sorted(students), "one submission row per student"
-    assert not _cgroups(), "cgroups left by the killed grader were not cleaned up"
+    # cgroups of a grader that is gone (another course's graders on a shared machine may be running)
+    orphans = {c for c in _cgroups() if not os.path.exists(f"/proc/{Path(c).name.split('-')[1]}")}
+    assert not orphans, "cgroups left by the killed grader were not cleaned up"
 
 
 
