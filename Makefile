@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample doctor test-vm
+        mutation mutation-sample check-student-install lint doctor test-vm
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -112,7 +112,10 @@ lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extension
 demo: $(STAMP) sysdeps-grading ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
 	$(COURSE) demo --out $(BUILD)/demo $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
-test: $(STAMP) sysdeps ## the whole test suite (CI runs exactly this)
+lint: $(STAMP) ## ruff, configured in pyproject.toml (make test runs it first)
+	$(BIN)/ruff check .
+
+test: $(STAMP) sysdeps lint ## the linter, then the whole test suite (CI runs exactly this)
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
@@ -128,6 +131,9 @@ mutation: $(STAMP) ## mutate every solution, run the hidden tests: docs/mutation
 mutation-sample: $(STAMP) ## CI: a fixed sample of mutants per notebook; fails on a survivor no list explains (SAMPLE=16)
 	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) --sample $(or $(SAMPLE),16) --check \
 	  $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)
+
+check-student-install: $(STAMP) ## a fresh venv with only `pip install .` (what a student gets) runs every notebook (minutes)
+	$(BIN)/python scripts/check_student_install.py
 
 clean: ## remove build outputs and caches (keeps .venv, source/, release/, the gradebook)
 	rm -rf $(BUILD) .pytest_cache

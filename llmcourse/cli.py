@@ -7,7 +7,8 @@
                                                               sandboxed autograding (llmcourse.grading.grader)
     llmcourse nbgrader SUBCOMMAND [--assignment]              any per-assignment nbgrader step, for each assignment
     llmcourse collect   [--assignment] [--update] | --zip FILE --lms canvas|moodle
-                                                              submissions from the exchange (llmcourse.grading.collect) or an LMS zip
+                                                              submissions from the exchange (llmcourse.grading.collect)
+                                                              or an LMS zip
     llmcourse lab       [--user NAME]                         JupyterLab + Formgrader on 127.0.0.1, never as root
     llmcourse export    [--out grades.csv]                    grades CSV + per-test failure summary
     llmcourse demo      [--out build/demo]                    the whole pipeline on a sample class, in a scratch dir
@@ -21,9 +22,19 @@ import sys
 import time
 from pathlib import Path
 
-from .grading.course import CourseError, cell_scores, execute_notebook, find_root, generate_release, list_assignments, run_nbgrader, solution_cell_ids, source_notebooks, write_failure_summary
 from .authoring.misconceptions import load as load_misconceptions
-from .authoring.sampleclass import Mutation, build_submission, make_scratch_course
+from .authoring.sampleclass import SAMPLE_KINDS, Mutation, build_sample, make_scratch_course
+from .grading.course import (
+    CourseError,
+    cell_scores,
+    execute_notebook,
+    find_root,
+    generate_release,
+    list_assignments,
+    run_nbgrader,
+    source_notebooks,
+    write_failure_summary,
+)
 from .grading.gradebook import db_url
 from .grading.safetext import terminal
 
@@ -98,8 +109,9 @@ def cmd_nbgrader(args) -> int:
 def cmd_grade(args) -> int:
     """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grading.grader)."""
     import os
+
     from .grading import cgroups, sandbox
-    from .grading.grader import Grader
+    from .grading.grader import FlagCode, grade_assignment
 
     root = find_root()
     if args.limits == "rlimits-only":
@@ -111,31 +123,33 @@ def cmd_grade(args) -> int:
         sys.stdout.flush()
         os.execvp("systemd-run", cgroups.in_scope_argv([sys.executable, "-m", "llmcourse.cli", *sys.argv[1:]]))
     try:
-        m = sandbox.check_available()
+        _say(f"grading mode: {sandbox.check_available().describe()}")
     except sandbox.SandboxUnavailable as exc:
         if not args.unsafe:
             raise CourseError(f"{exc}. Refusing to run student code unsandboxed (`make doctor` explains this "
                               f"machine); pass --unsafe (make autograde UNSAFE=1) to use stock nbgrader "
                               f"instead.") from None
         _say(f"grading mode: UNSAFE, stock nbgrader: {exc}; student code runs unsandboxed as you")
-        args.subcommand, args.extra = "autograde", ["--force"]
-        return cmd_nbgrader(args)
-    _say(f"grading mode: {m.describe()}")
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
-        g = Grader(root, a, workers=args.workers, engine=args.engine, scheduler=args.scheduler or None)
         t0 = time.perf_counter()
-        outcomes = g.grade_all(only=only or None)
+        run = grade_assignment(root, a, allow_stock=args.unsafe, only=only or None, workers=args.workers,
+                               engine=args.engine, scheduler=args.scheduler or None)
         secs = time.perf_counter() - t0
+        if not run.sandboxed:
+            _say(f"WARNING: {run.stock_reason}; {a} graded by stock nbgrader in {secs:.0f} s, student code ran "
+                 f"unsandboxed as you")
+            continue
+        outcomes = run.outcomes
         flagged = [o for o in outcomes if o.flags]
         _say(f"{a}: graded {len(outcomes)} submission(s) in {secs:.0f} s "
              f"({sum(o.resumed for o in outcomes)} unchanged since the last run); {len(flagged)} flagged")
         for o in outcomes:
-            flag = "FLAGGED: " + terminal(o.flags[0]) if o.flags else ""
+            flag = "FLAGGED: " + terminal(o.flags[0].message) if o.flags else ""
             _say(f"  {terminal(o.student):<32} {o.score:>5g} / {o.max_score:<5g} {flag}")
-        _say(f"  reports: {g.reports}")
-        if any(f.startswith("grader error") for o in outcomes for f in o.flags):
+        _say(f"  reports: {run.reports}")
+        if any(o.has_flag(FlagCode.GRADER_ERROR) for o in outcomes):
             status = 1
     return status
 
@@ -172,7 +186,8 @@ def cmd_collect(args) -> int:
     if proc.returncode != 0:
         return proc.returncode
     got = sorted(p.parent.parent.name for p in (root / "submitted").glob(f"*/{a}/*.ipynb"))
-    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{' ...' if len(got) > 20 else ''}")
+    more = " ..." if len(got) > 20 else ""
+    _say(f"collected {len(got)} notebook(s) for {a} into submitted/: {', '.join(got[:20])}{more}")
     return 0
 
 
@@ -190,7 +205,8 @@ def _collect_exchange(root: Path, args) -> int:
             status = 1
             continue
         _say(f"{a}: collected {len(rep.collected)} submission(s) into submitted/"
-             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)" if rep.skipped else ""))
+             + (f"; {len(rep.skipped)} already collected (--update / UPDATE=1 takes newer ones)"
+                if rep.skipped else ""))
         for what, why in rep.refused:
             _say(f"  REFUSED {terminal(what)}: {terminal(why)}")
         if rep.refused:
@@ -282,18 +298,14 @@ def cmd_demo(args) -> int:
     graded = list_assignments(course.root, args.assignment, graded_only=True)
     roster: dict[str, dict[str, str]] = {}
     for a in graded:
-        kinds = {"correct": ("all", None), "blank": ("none", None)}
+        students: dict[str, tuple[str, Mutation | None, str]] = {k: (k, None, k) for k in SAMPLE_KINDS}
+        for m in mutants:
+            if m.assignment == a:
+                students[f"mutant-{m.slug}"] = ("correct", Mutation(m.cell, m.old, m.new), m.models)
         for nb in source_notebooks(root, a):
-            rel = course.root / "release" / a / nb.name
-            ids = solution_cell_ids(nb)
-            kinds["partial"] = (ids[: len(ids) // 2], None)
-            for m in mutants:
-                if m.assignment == a:
-                    kinds[f"mutant-{m.slug}"] = ("all", Mutation(m.cell, m.old, m.new))
-            for student, (fill, mut) in kinds.items():
-                build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill, mutation=mut)
-                roster.setdefault(a, {})[student] = next((m.models for m in mutants if mut and m.assignment == a
-                                                          and f"mutant-{m.slug}" == student), student)
+            for student, (kind, mut, _) in students.items():
+                build_sample(course.root, a, nb, student, kind, mutation=mut)
+        roster[a] = {student: note for student, (_, _, note) in students.items()}
     n_subs = sum(len(v) for v in roster.values())
     _say(f"[4/6] sample class: {n_subs} submissions (correct, blank, partial, one per misconception)")
 
@@ -353,7 +365,8 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="llmcourse", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def with_assignment(sp):

@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from llmcourse.authoring.sampleclass import build_sample, make_scratch_course  # noqa: E402
 from llmcourse.grading import sandbox  # noqa: E402
-from llmcourse.grading.course import generate_release, jupyter_env, run_nbgrader, solution_cell_ids, source_notebooks
-from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+from llmcourse.grading.course import generate_release, jupyter_env, run_nbgrader, source_notebooks  # noqa: E402
 
 
 def say(msg: str) -> None:
@@ -69,9 +69,9 @@ def sandboxed_trivial_seconds(course_root: Path, assignment: str, env: dict, rep
     nb = new_notebook(cells=[new_code_cell("1 + 1")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     out = []
-    for i in range(repeats):
+    for _ in range(repeats):
         t0 = time.perf_counter()
-        _, cells, _ = g._run(nbformat.from_dict(nb), course_root / ".grader" / f"trivial-{i}")
+        cells = g.runner.run(nbformat.from_dict(nb)).cells
         out.append(time.perf_counter() - t0)
         if cells is None or cells[0] is None:
             raise SystemExit("the sandboxed one-cell notebook did not run")
@@ -91,14 +91,11 @@ class Bench:
         """A course with the release generated and N submissions."""
         course = make_scratch_course(self.work / "template", ROOT, [self.a])
         generate_release(course.root, self.a, course.env)
-        kinds = ["correct", "half", "correct", "half", "blank"]
+        kinds = ["correct", "partial", "correct", "partial", "blank"]
         for nb in source_notebooks(ROOT, self.a):
-            ids = solution_cell_ids(nb)
             for i in range(self.args.submissions):
                 kind = kinds[i % len(kinds)]
-                fill = {"correct": "all", "blank": "none", "half": ids[: len(ids) // 2]}[kind]
-                build_submission(course.root / "release" / self.a / nb.name, nb,
-                                 course.root / "submitted" / f"s{i:03d}_{kind}" / self.a / nb.name, fill=fill)
+                build_sample(course.root, self.a, nb, f"s{i:03d}_{kind}", kind)
         return course.root
 
     def copy(self, template: Path, name: str, n: int) -> tuple[Path, dict]:
@@ -134,12 +131,12 @@ class Bench:
         return secs, self.totals(root, env)
 
     def ours(self, template: Path, n: int, workers: int) -> tuple[float, dict, list]:
-        from llmcourse.grading.grader import Grader
+        from llmcourse.grading.grader import FlagCode, Grader
         root, env = self.copy(template, f"ours-{n}-w{workers}", n)
         t0 = time.perf_counter()
         outcomes = Grader(root, self.a, workers=workers, env=env, progress=True, engine=self.args.engine).grade_all()
         secs = time.perf_counter() - t0
-        bad = [o for o in outcomes if any(f.startswith("grader error") for f in o.flags)]
+        bad = [o for o in outcomes if o.has_flag(FlagCode.GRADER_ERROR)]
         if bad:
             raise SystemExit(f"grader errors: {bad[0].flags}")
         return secs, self.totals(root, env), outcomes
@@ -220,7 +217,8 @@ def report(res: dict, out: Path) -> str:
         "| | wall time | per submission |",
         "|---|---:|---:|",
         f"| stock `nbgrader autograde` (unsandboxed, one at a time) | {res['stock_s']:.1f} s | {ps['stock_s']:.2f} s |",
-        f"| course grader (sandboxed, {res['engine']}, {w} workers) | {res['ours_s']:.1f} s | {ps['ours_wall_s']:.2f} s |",
+        f"| course grader (sandboxed, {res['engine']}, {w} workers) | {res['ours_s']:.1f} s "
+        f"| {ps['ours_wall_s']:.2f} s |",
         "",
         f"Speed-up: **{res['speedup']:.2f}x** (goal on 2 cores: 1.8x). Same autograded score for every "
         f"student: {'yes' if res['same_scores'] else 'NO: ' + ', '.join(res['score_mismatches'][:10])}.",
@@ -233,7 +231,10 @@ def report(res: dict, out: Path) -> str:
         "| submissions @ workers | wall time | per submission |",
         "|---|---:|---:|",
     ]
-    for key, secs in sorted(res["scaling_s"].items(), key=lambda kv: (int(kv[0].split("@")[1]), int(kv[0].split("@")[0]))):
+    def by_workers_then_n(kv):
+        n, workers = kv[0].split("@")
+        return int(workers), int(n)
+    for key, secs in sorted(res["scaling_s"].items(), key=by_workers_then_n):
         k = int(key.split("@")[0])
         lines.append(f"| {key} | {secs:.1f} s | {secs / k:.2f} s |")
     text = "\n".join(lines) + "\n"
@@ -249,7 +250,8 @@ def report(res: dict, out: Path) -> str:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for workers in sorted({int(k.split("@")[1]) for k in res["scaling_s"]}):
             pts = sorted((int(k.split("@")[0]), v) for k, v in res["scaling_s"].items() if k.endswith(f"@{workers}"))
-            ax.plot(*zip(*pts), marker="o", label=f"course grader, {workers} worker{'s' if workers > 1 else ''}")
+            plural = "s" if workers > 1 else ""
+            ax.plot(*zip(*pts, strict=True), marker="o", label=f"course grader, {workers} worker{plural}")
         ax.plot([n], [res["stock_s"]], marker="s", linestyle="none", color="black", label="stock nbgrader autograde")
         ax.set_xlabel("submissions")
         ax.set_ylabel("wall time (s)")

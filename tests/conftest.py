@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 _STATE = Path(tempfile.mkdtemp(prefix="llmcourse-test-state-"))
 from llmcourse.grading.course import jupyter_env  # noqa: E402
+from llmcourse.settings import setting  # noqa: E402
 
 os.environ.update(jupyter_env(_STATE))
 
@@ -64,24 +65,21 @@ class GradedCourse:
 @pytest.fixture(scope="session")
 def graded_course(tmp_path_factory) -> GradedCourse:
     """A scratch course: release generated, correct/blank/partial submissions autograded, feedback made."""
-    from llmcourse.grading.course import cell_scores, generate_release, list_assignments, run_nbgrader, solution_cell_ids, source_notebooks
-    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.authoring.sampleclass import SAMPLE_KINDS, build_sample, grade_class, make_scratch_course
+    from llmcourse.grading.course import cell_scores, generate_release, list_assignments, run_nbgrader, source_notebooks
 
-    from llmcourse.authoring.sampleclass import grade_class
     graded = list_assignments(ROOT, graded_only=True)
-    only = os.environ.get("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
+    only = setting("LLMCOURSE_ASSIGNMENTS")  # e.g. "02_entropy_perplexity" while authoring
     if only:
         graded = [a for a in graded if a in only.replace(",", " ").split()]
     course = make_scratch_course(tmp_path_factory.mktemp("course") / "course", ROOT, graded)
-    students = ["correct", "blank", "partial"]
+    students = list(SAMPLE_KINDS)
     sandboxed = True
     for a in graded:
         generate_release(course.root, a, course.env)
         for nb in source_notebooks(ROOT, a):
-            rel = course.root / "release" / a / nb.name
-            ids = solution_cell_ids(nb)
-            for student, fill in (("correct", "all"), ("blank", "none"), ("partial", ids[: len(ids) // 2])):
-                build_submission(rel, nb, course.root / "submitted" / student / a / nb.name, fill=fill)
+            for student in students:
+                build_sample(course.root, a, nb, student, kind=student)
         # the course's grader (what `make autograde` runs), or stock nbgrader without a sandbox
         sandboxed &= grade_class(course.root, a, course.env, workers=2) is None
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)

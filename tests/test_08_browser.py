@@ -28,7 +28,6 @@ logs). The README's screenshots in docs/ are copies of two of them.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -38,13 +37,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
 from conftest import require_system
 from labserver import LabServer
 from nbutil import ROOT, graded_test_cells, read, split_hidden
 
-from llmcourse.grading.course import cell_scores, copy_nb_without_outputs, generate_release, run_nbgrader
 from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+from llmcourse.grading.course import cell_scores, copy_nb_without_outputs, generate_release, run_nbgrader
+from llmcourse.settings import setting
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -78,7 +77,7 @@ DOCS_SHOTS = {"student-03-validate-success": "student-validate.png",
 def shot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), animations="disabled")   # finished transitions, not half-faded dialogs
-    if name in DOCS_SHOTS and os.environ.get("LLMCOURSE_UPDATE_DOCS_SCREENSHOTS") == "1":
+    if name in DOCS_SHOTS and setting("LLMCOURSE_UPDATE_DOCS_SCREENSHOTS"):
         shutil.copy2(path, ROOT / "docs" / DOCS_SHOTS[name])
     return path
 
@@ -224,7 +223,8 @@ def require_done(lab, step: str) -> None:
 
 # ---------------------------------------------------------------------------------- student
 def test_student_fetches_runs_validates_and_submits(lab):
-    from playwright.sync_api import TimeoutError as PWTimeout, expect
+    from playwright.sync_api import TimeoutError as PWTimeout
+    from playwright.sync_api import expect
 
     page = lab.student_page
     open_lab(page, lab.student)
@@ -325,7 +325,9 @@ def test_student_fetches_runs_validates_and_submits(lab):
 
 # ---------------------------------------------------------------------------------- instructor
 def test_instructor_grades_in_formgrader_and_releases_feedback(lab):
-    from playwright.sync_api import TimeoutError as PWTimeout, expect
+    from playwright.sync_api import TimeoutError as PWTimeout
+    from playwright.sync_api import expect
+
     from llmcourse.grading import sandbox
 
     require_done(lab, "student")

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import require_sandbox
 from nbutil import ROOT
 
 A = "01_chain_rule"
 NB = "chain_rule.ipynb"
-STUDENTS = {"c1": "all", "c2": "all", "c3": "all", "blank": "none", "p1": "half", "p2": "half"}
+STUDENTS = {"c1": "correct", "c2": "correct", "c3": "correct", "blank": "blank", "p1": "partial", "p2": "partial"}
 
 
 @pytest.fixture(scope="module")
@@ -63,18 +62,15 @@ def cluster_run(pg, tmp_path_factory) -> ClusterRun:
 
     from dask.distributed import LocalCluster
 
-    from llmcourse.grading.course import generate_release, solution_cell_ids
-    from llmcourse.authoring.sampleclass import build_submission, make_scratch_course
+    from llmcourse.authoring.sampleclass import build_sample, make_scratch_course
+    from llmcourse.grading.course import generate_release
     course = make_scratch_course(tmp_path_factory.mktemp("scale") / "course", ROOT, [A])
     url = pg.create_database("gradebook")
     course.env["LLMCOURSE_DB_URL"] = url
     generate_release(course.root, A, course.env)
     src = ROOT / "source" / A / NB
-    ids = solution_cell_ids(src)
-    for student, fill in STUDENTS.items():
-        fill = ids[: len(ids) // 2] if fill == "half" else fill
-        build_submission(course.root / "release" / A / NB, src, course.root / "submitted" / student / A / NB,
-                         fill=fill)
+    for student, kind in STUDENTS.items():
+        build_sample(course.root, A, src, student, kind)
     with LocalCluster(n_workers=3, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, memory_limit=0, silence_logs=logging.ERROR) as cluster:
         t0 = time.perf_counter()
@@ -175,7 +171,7 @@ def test_concurrent_writers_lose_nothing(cluster_run, pg, db):
     subs = _submissions(url)
     assert set(names) <= set(subs) and len([s for s in subs if s in names]) == len(names)
     spans.sort()
-    overlaps = sum(b0 < a1 for (a0, a1), (b0, b1) in zip(spans, spans[1:]))
+    overlaps = sum(b0 < a1 for (a0, a1), (b0, b1) in zip(spans, spans[1:], strict=False))
     if db == "postgresql":
         assert overlaps > 0, "no two PostgreSQL writes ran at the same time"
     else:

@@ -13,11 +13,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import nbformat
 import pytest
-
 from nbutil import ROOT, meta, read, split_hidden
 
 from llmcourse.grading import htmlsafe, safetext, seccomp, trusted
@@ -104,7 +102,8 @@ def test_html_exports_sanitise_every_markdown_cell_and_drop_active_outputs():
                                           "application/javascript": "window.__pwned = 7",
                                           "text/plain": "shown"})])]
     c = Config()
-    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
+    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize",
+                                    "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
     html, _ = HTMLExporter(config=c).from_notebook_node(nb)
     body = html.split("<body", 1)[1]
     cells = body.split('id="notebook-container"', 1)[-1] if 'id="notebook-container"' in body else body
@@ -132,11 +131,13 @@ def test_size_caps_reject_with_a_clear_message(tmp_path):
     many = _with_cells(ok, [nbformat.v4.new_code_cell("y = 2\n" * 10000) for _ in range(6)], tmp_path / "many.ipynb")
     c = trusted.canonical_notebook(src, rel, many)
     assert c.rejected and "256 KB" in c.rejected
-    cells = _with_cells(ok, [nbformat.v4.new_markdown_cell("m") for _ in range(trusted.MAX_CELLS)], tmp_path / "cells.ipynb")
+    cells = _with_cells(ok, [nbformat.v4.new_markdown_cell("m") for _ in range(trusted.MAX_CELLS)],
+                        tmp_path / "cells.ipynb")
     c = trusted.canonical_notebook(src, rel, cells)
     assert c.rejected and "cells, over the limit" in c.rejected
     assert not any(meta(x).get("solution") and "YOUR CODE" not in x.source and x.cell_type == "code"
-                   and "raise NotImplementedError" not in x.source for x in c.nb.cells), "a rejected notebook is graded blank"
+                   and "raise NotImplementedError" not in x.source for x in c.nb.cells), \
+        "a rejected notebook is graded blank"
     assert trusted.canonical_notebook(src, rel, ok).rejected is None
 
 
@@ -167,7 +168,8 @@ def test_html_export_of_a_huge_notebook_is_bounded(tmp_path):
     nb.cells += [nbformat.v4.new_code_cell("a = 1\n" * 10000) for _ in range(35)]   # 2.1 MB of code
     nb.cells.append(nbformat.v4.new_code_cell("b = 2\n" * 100000))                 # one 600 KB cell
     c = Config()
-    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize", "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
+    c.HTMLExporter.preprocessors = ["llmcourse.grading.nbgrader_ext.LimitCellSize",
+                                    "llmcourse.grading.nbgrader_ext.SanitizeStudentHTML"]
     c.LimitCellSize.max_total_chars = 128 * 1024   # the default is 512 KB; smaller keeps this test fast
     exporter = HTMLExporter(config=c)
     t0 = time.perf_counter()
@@ -213,7 +215,7 @@ def _hidden_assignments(nb) -> list[str]:
     import ast
     names = []
     for c in nb.cells:
-        if c.cell_type == "code" and meta(c).get("grade") and not meta(c).get("solution"):
+        if trusted.is_test_cell(c):
             for block in split_hidden(c.source)[1]:
                 try:
                     tree = ast.parse(block)
@@ -246,16 +248,18 @@ def test_student_cells_that_mention_hidden_names_keep_nothing_alive(tmp_path):
 
 
 def test_feedback_outputs_come_from_the_reference_run_only():
-    from llmcourse.grading.grader import Grader
-    from llmcourse.grading.trusted import CellVerdict
+    """What the student's run printed never reaches nbgrader: graded_notebook takes no student run, and
+    drops every output the notebook it is given carries (here: a leak in every code cell)."""
+    from llmcourse.grading.merge import graded_notebook
+    from llmcourse.grading.trusted import Verdict
     src = read(SRC)
-    n = len(src.cells)
-    student_run = [{"cell_type": "code", "metadata": {"llmcourse_seconds": 0.1},
-                    "outputs": [{"output_type": "stream", "name": "stdout", "text": "LEAK:c2VjcmV0"}]}] * n
+    for c in src.cells:
+        if c.cell_type == "code":
+            c.outputs = [nbformat.v4.new_output("stream", name="stdout", text="LEAK:c2VjcmV0")]
     first = next(i for i, c in enumerate(src.cells) if meta(c).get("solution"))
     ref = [[{"output_type": "stream", "name": "stdout", "text": f"reference output {i}\n"}] for i in range(first)]
-    verdicts = [CellVerdict(meta(c)["grade_id"], 1.0, True) for c in src.cells if trusted.is_test_cell(c)]
-    merged = Grader._merge(src, student_run, verdicts, ref)
+    verdicts = [Verdict(meta(c)["grade_id"], 1.0, True) for c in src.cells if trusted.is_test_cell(c)]
+    merged = graded_notebook(src, verdicts, ref)
     text = json.dumps([c.get("outputs", []) for c in merged.cells if c.cell_type == "code"])
     assert "LEAK" not in text
     code_before = [i for i in range(first) if src.cells[i].cell_type == "code"]
@@ -263,13 +267,13 @@ def test_feedback_outputs_come_from_the_reference_run_only():
 
 
 def test_markdown_answers_are_sanitised_when_staged():
-    from llmcourse.grading.grader import Grader
+    from llmcourse.grading.merge import graded_notebook
     src = read(SRC)
     for c in src.cells:
         if meta(c).get("solution") and c.cell_type == "markdown":
             c.source = "My answer " + PAYLOADS[0] + PAYLOADS[1]
-    merged = Grader._merge(src, None, [trusted.CellVerdict(meta(c)["grade_id"], 1.0, False, "x")
-                                       for c in src.cells if trusted.is_test_cell(c)])
+    merged = graded_notebook(src, [trusted.Verdict(meta(c)["grade_id"], 1.0, False, "x")
+                                   for c in src.cells if trusted.is_test_cell(c)])
     answers = [c.source for c in merged.cells if c.cell_type == "markdown" and meta(c).get("solution")]
     assert answers and all("<script" not in a and "onerror" not in a and "My answer" in a for a in answers)
 
@@ -312,6 +316,40 @@ def test_verdict_texts_are_the_graders_own():
         assert v.reason.startswith("ValueError" if ename == "ValueError" else "Error")
 
 
+def test_a_failed_visible_check_is_named_in_the_verdict_and_a_hidden_one_is_not():
+    """The verdict carries the failed check's name as data (reports count it), only for a visible check."""
+    src = read(SRC)
+    cell = next(c for c in src.cells if trusted.is_test_cell(c) and trusted.visible_check_names(c.source))
+    gid = meta(cell)["grade_id"]
+    visible = sorted(trusted.visible_check_names(cell.source))[0]
+    ran = [{"cell_type": "code", "metadata": {"llmcourse_seconds": 0.0}, "outputs": []}] * len(src.cells)
+    assert visible.startswith(gid + "/"), "check names are <test cell>/<check>"
+    for name, shown in ((visible, True), (f"{gid}/not_in_the_visible_part", False)):
+        refs = {name: [{"name": name, "kind": "close", "value": 1.0, "atol": 0, "rtol": 0}]}
+        stu = {name: [{"name": name, "kind": "close", "value": 2.0}]}
+        v = next(v for v in trusted.decide(src, ran, stu, refs) if v.grade_id == gid)
+        assert not v.passed and v.failed_check == (name if shown else None), v
+        assert v.reason.startswith(f"CheckFailed: [{name}]" if shown else "CheckFailed: a hidden check failed")
+
+
+def test_resume_state_keeps_typed_flags_and_regrades_an_unreadable_one(tmp_path):
+    from llmcourse.grading.results import Flag, FlagCode, Outcome
+    from llmcourse.grading.state import GRADER_VERSION, ResumeState
+    graded = tmp_path / "autograded"
+    graded.mkdir()
+    state = ResumeState(tmp_path / "state")
+    out = Outcome(student="s", assignment=A, score=3.0, failed_checks=["t/x"],
+                  flags=[Flag(FlagCode.TAMPERED, "t: disagrees"), Flag(FlagCode.RENAMED, "renamed")])
+    state.save("s", "digest", out)
+    back = state.unchanged("s", "digest", graded)
+    assert back is not None and back.resumed and back.flags == out.flags and back.has_flag(FlagCode.TAMPERED)
+    assert state.unchanged("s", "other digest", graded) is None
+    (tmp_path / "state" / "done" / "s.json").write_text(json.dumps(
+        {"hash": "digest", "version": GRADER_VERSION,
+         "outcome": {"student": "s", "assignment": A, "flags": ["untyped"]}}))
+    assert state.unchanged("s", "digest", graded) is None, "a state it cannot read is graded again"
+
+
 # ------------------------------------------------------------------ 7. reports that cannot attack the reader
 def test_csv_fields_cannot_be_formulas_and_text_cannot_drive_a_terminal():
     for bad in ["=HYPERLINK(\"http://x\")", "+1+1", "-2", "@SUM(A1)", "\tx", "\rx", "\uff1d1"]:
@@ -322,10 +360,12 @@ def test_csv_fields_cannot_be_formulas_and_text_cannot_drive_a_terminal():
 
 
 def test_grade_reports_escape_student_text(tmp_path):
-    from llmcourse.grading.grader import Grader, Outcome
-    out = Outcome(student="=evil", assignment=A, flags=["notebook renamed to '\x1b[31mx.ipynb'", "=HYPERLINK(1)"],
+    from llmcourse.grading.reports import write_reports
+    from llmcourse.grading.results import Flag, FlagCode, Outcome
+    out = Outcome(student="=evil", assignment=A, flags=[Flag(FlagCode.RENAMED, "notebook renamed to '\x1b[31mx.ipynb'"),
+                                                       Flag(FlagCode.TAMPERED, "=HYPERLINK(1)")],
                   failed_checks=["@x"], cells={"test_a": {"points": 1.0, "passed": False, "reason": "-1"}})
-    Grader.write_reports(SimpleNamespace(reports=tmp_path, assignment=A), [out])
+    write_reports(tmp_path, A, [out])
     for f in tmp_path.glob("*.csv"):
         text = f.read_text()
         assert "\x1b" not in text, f.name

@@ -8,8 +8,16 @@ import pytest
 import torch
 
 from llmcourse.student import checks
-from llmcourse.student.checks import (CheckFailed, check_close, check_equal, check_raises, check_shape, check_true,
-                              compare_records, load_records)
+from llmcourse.student.checks import (
+    CheckFailed,
+    check_close,
+    check_equal,
+    check_raises,
+    check_shape,
+    check_true,
+    compare_records,
+    load_records,
+)
 
 
 def _msg(fn, *args, **kw) -> str:

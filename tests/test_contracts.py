@@ -12,10 +12,9 @@ import tomllib
 
 import nbformat
 import pytest
+from nbutil import ROOT, graded_source_nbs
 
 from llmcourse.authoring.contracts import coverage, notebook_checks, without_check
-
-from nbutil import ROOT, graded_source_nbs
 
 CONTRACTS = ROOT / "tests" / "contracts"
 NOTEBOOKS = {p.parent.name: p for p in graded_source_nbs()}

@@ -11,12 +11,11 @@ import tomllib
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbutil import ROOT, graded_source_nbs
 
 from llmcourse.authoring import mutation
 from llmcourse.authoring.operators import OPERATORS, mutate_cell, solution_regions
 from llmcourse.authoring.runner import analyse_cell, cells_to_run
-
-from nbutil import ROOT, graded_source_nbs
 
 EVERY_OPERATOR = '''\
 import math
@@ -130,7 +129,8 @@ def test_observer_analysis():
 
 def test_runner_kills_survives_and_times_out(tmp_path):
     solution = ("def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION\n\n\n"
-                "def clip(x):\n    ### BEGIN SOLUTION\n    if x < 0:\n        return 0\n    return x\n    ### END SOLUTION\n\n\n"
+                "def clip(x):\n    ### BEGIN SOLUTION\n    if x < 0:\n        return 0\n    return x\n"
+                "    ### END SOLUTION\n\n\n"
                 "def count(n):\n    ### BEGIN SOLUTION\n    i = 0\n    while i < n:\n        i += 1\n    return i\n"
                 "    ### END SOLUTION\n")
     tests = ['check_equal("test_0/add", add(2, 3), 5)',
@@ -150,7 +150,9 @@ def test_runner_kills_survives_and_times_out(tmp_path):
     assert res[pick[2].id]["status"] == "killed" and res[pick[2].id]["reason"] == "timeout"
     # deterministic: the same verdicts again
     again = mutation.run_notebook(path, pick, jobs=1, timeout_factor=1.0, timeout_grace=8.0)["results"]
-    assert {k: (v["status"], v.get("by")) for k, v in again.items()} == {k: (v["status"], v.get("by")) for k, v in res.items()}
+    def verdicts(results):
+        return {k: (v["status"], v.get("by")) for k, v in results.items()}
+    assert verdicts(again) == verdicts(res)
 
 
 def test_a_broken_reference_is_an_error(tmp_path):
@@ -183,10 +185,10 @@ def test_mutant_lists_are_well_formed(name, table):
 
 @pytest.mark.slow
 def test_engine_kills_every_misconception_mutant():
-    from mutants import mutants_for
+    from llmcourse.authoring.misconceptions import load as load_misconceptions
     name = "02_entropy_perplexity"
     path = next(p for p in graded_source_nbs() if p.parent.name == name)
-    hand = mutation.text_mutants(path, [(m.cell, m.old, m.new, m.slug) for m in mutants_for(name)])
+    hand = mutation.text_mutants(path, [(m.cell, m.old, m.new, m.slug) for m in load_misconceptions(ROOT, name)])
     res = mutation.run_notebook(path, hand, jobs=2)["results"]
     missed = [m.function for m in hand if res[m.id]["status"] != "killed"]
     assert not missed, f"misconception mutants that the engine did not see killed: {missed}"

@@ -5,11 +5,10 @@ import subprocess
 
 import numpy as np
 import pytest
-
-from llmcourse.student import corpus, env
-from llmcourse.authoring.nbbuild import AuthoringError, build_notebook
-
 from nbutil import ROOT
+
+from llmcourse.authoring.nbbuild import AuthoringError, build_notebook
+from llmcourse.student import corpus, env
 
 
 def test_profile_is_checked_and_forced_to_smoke_when_grading(monkeypatch):
@@ -110,7 +109,8 @@ def test_trusted_rewrite_is_safe_from_threads():
     nbs = [nbformat.read(str(p), 4) for p in sorted((ROOT / "source").glob("*/*.ipynb"))]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(sandbox_notebook, nbs * 4))
-    graded = [r for r, nb in zip(results, nbs * 4) if any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)]
+    graded = [r for r, nb in zip(results, nbs * 4, strict=True)
+              if any("BEGIN HIDDEN TESTS" in c.source for c in nb.cells)]
     assert graded and all("RECORD_ONLY" in "".join(c.source for c in r.cells) for r in graded)
 
 
@@ -131,3 +131,53 @@ def test_corpus_normalises_vietnamese_to_nfc(tmp_path):
     assert re.findall(r"\w+", text.lower()) == ["tiếng", "việt", "có", "dấu"]
     sample = load_corpus(path=VI_SAMPLE)
     assert unicodedata.is_normalized("NFC", sample) and "Bà và cháu" in sample
+
+
+# ---------------------------------------------------------------- the student runtime stands alone
+# Packages of `.[grader]`, `.[lab]` and `.[dev]` that `pip install .` does not install.
+NOT_IN_STUDENT_INSTALL = ("nbgrader", "nbformat", "nbclient", "nbconvert", "bleach", "papermill", "dask",
+                          "distributed", "psycopg", "cryptography", "jupyterlab", "jupyter_server", "babel",
+                          "pytest", "playwright", "ruff")
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not part of `pip install .`")
+        return None
+sys.meta_path.insert(0, Block())
+import importlib, pkgutil
+import llmcourse, llmcourse.student
+for mod in pkgutil.iter_modules(llmcourse.student.__path__, "llmcourse.student."):
+    importlib.import_module(mod.name)
+cfg = llmcourse.setup_notebook("smoke", "cpu", 0)
+exec(compile(sys.stdin.read(), "<the release notebooks' imports>", "exec"))
+leaked = sorted(m for m in sys.modules if m.startswith(("llmcourse.grading", "llmcourse.authoring")))
+print("leaked:", leaked)
+print("ok", cfg.profile, cfg.device)
+"""
+
+
+def test_student_runtime_imports_without_any_grading_package():
+    """What `pip install .` gives a student is enough: llmcourse, its student room, and every import
+    statement of every release notebook run with the grading, lab and dev packages made unimportable."""
+    import ast
+    import sys
+
+    import nbformat
+    imports = []
+    for path in sorted((ROOT / "release").glob("*/*.ipynb")):
+        for cell in nbformat.read(str(path), 4).cells:
+            if cell.cell_type == "code":
+                for node in ast.walk(ast.parse(cell.source)):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) and not any(
+                            a.name.split(".")[0] in NOT_IN_STUDENT_INSTALL for a in node.names) and not (
+                            isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0]
+                            in NOT_IN_STUDENT_INSTALL):
+                        imports.append(ast.unparse(node))
+    assert any("llmcourse.student.checks" in s for s in imports), "the scan must find the notebooks' imports"
+    proc = subprocess.run([sys.executable, "-c", _BLOCKER, ",".join(NOT_IN_STUDENT_INSTALL)],
+                          input="\n".join(sorted(set(imports))), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "leaked: []" in proc.stdout and "ok smoke cpu" in proc.stdout, proc.stdout

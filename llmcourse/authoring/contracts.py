@@ -39,8 +39,10 @@ from pathlib import Path
 
 import nbformat
 
+from ..grading.cells import hidden_line_numbers, is_test_cell
+from ..grading.cells import nbgrader_meta as _meta
+
 CHECKS = ("check_close", "check_equal", "check_true", "check_shape", "check_raises")
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,6 @@ class Coverage:
         return not self.problems
 
 
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
 def _name_of(arg, source: str) -> str | None:
     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
         return arg.value
@@ -86,18 +84,11 @@ def notebook_checks(nb) -> list[Check]:
     """Every check call of the graded test cells, in order."""
     out = []
     for c in nb.cells:
-        m = _meta(c)
-        if c.cell_type != "code" or not m.get("grade") or m.get("solution"):
+        if not is_test_cell(c):
             continue
+        m = _meta(c)
         src = c.source
-        hidden_lines, inside = set(), False
-        for no, line in enumerate(src.split("\n"), 1):
-            if HIDDEN_BEGIN in line:
-                inside = True
-            elif HIDDEN_END in line:
-                inside = False
-            elif inside:
-                hidden_lines.add(no)
+        hidden_lines = hidden_line_numbers(src)
         for node in ast.walk(ast.parse(src)):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in CHECKS
                     and node.args):

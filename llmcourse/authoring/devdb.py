@@ -4,7 +4,8 @@
         url = pg.create_database("gradebook")    # postgresql://postgres@127.0.0.1:<port>/gradebook
 
 The server listens on 127.0.0.1 only, on a free port, with its data in a fresh folder under
-/tmp that is deleted on stop, and asks for a random password (other local users cannot log in). PostgreSQL refuses to run as root, so as root it runs as the
+/tmp that is deleted on stop, and asks for a random password (other local users cannot log
+in). PostgreSQL refuses to run as root, so as root it runs as the
 ``postgres`` user that Debian's package creates. Durability is switched off (fsync=off):
 this server holds nothing worth keeping. A real course points LLMCOURSE_DB_URL at its own,
 managed PostgreSQL server instead (README, "Grading past one machine").

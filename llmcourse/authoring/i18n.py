@@ -33,6 +33,8 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..grading.cells import hidden_line_numbers
+
 CHECKS = {"check_close", "check_equal", "check_true", "check_shape", "check_raises"}
 HUMAN_KEYWORDS = {"hint", "label", "title", "xlabel", "ylabel", "desc", "message", "msg", "help", "text"}
 # keyword arguments whose string is a setting, however many words it has (loc="upper left")
@@ -190,22 +192,10 @@ def _string_roles(tree: ast.AST) -> dict[tuple[int, int], str]:
     return roles
 
 
-def _hidden_lines(source: str) -> set[int]:
-    lines, inside = set(), False
-    for n, line in enumerate(source.split("\n"), 1):
-        if "### BEGIN HIDDEN TESTS" in line:
-            inside = True
-        elif "### END HIDDEN TESTS" in line:
-            inside = False
-        elif inside:
-            lines.add(n)
-    return lines
-
-
 def _code_pieces(source: str) -> list[_Piece]:
     tree = ast.parse(source)
     roles = _string_roles(tree)
-    hidden = _hidden_lines(source)
+    hidden = hidden_line_numbers(source)
     for node in ast.walk(tree):   # hidden tests: their literals are test data unless they are meant to be read
         if isinstance(node, (ast.Constant, ast.JoinedStr)) and getattr(node, "lineno", 0) in hidden \
                 and roles.get((node.lineno, node.col_offset)) is None:
@@ -237,7 +227,8 @@ def _code_pieces(source: str) -> list[_Piece]:
                     body.append(re.sub(r"^#\s?", "", nxt.string))
                     end = starts[nxt.end[0] - 1] + nxt.end[1]
                     j += 2
-            pieces.append(_Piece(start, end, "\n".join(body), "comment", indent=" " * tok.start[1], full_line=full_line))
+            pieces.append(_Piece(start, end, "\n".join(body), "comment", indent=" " * tok.start[1],
+                                 full_line=full_line))
             i = j
             continue
         if tok.type == tokenize.STRING:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..grading.cells import nbgrader_meta as _meta
 from .operators import OPERATORS, Mutant, mutate_cell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,10 +55,6 @@ def graded_notebooks(root: Path = ROOT, assignment: str = "all") -> list[Path]:
         if any(_meta(c).get("solution") and c.cell_type == "code" for c in nb.cells):
             out.append(p)
     return out
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
 
 
 def cell_table(nb) -> tuple[list, list, list]:
@@ -94,7 +91,7 @@ def text_mutants(path: Path, replacements: list[tuple[str, str, str, str]]) -> l
 
     The label becomes the mutant's function name; the operator is "hand-written". This lets
     the misconception table (authoring/<id>/misconceptions.toml) run through the same engine."""
-    from .operators import _changed_lines, _Source, Edit, mutant_id
+    from .operators import Edit, _changed_lines, _Source, mutant_id
     nb = nbformat.read(str(path), as_version=4)
     by_id = {_meta(c).get("grade_id"): (i, c.source) for i, c in enumerate(nb.cells)
              if c.cell_type == "code" and _meta(c).get("solution")}
@@ -352,8 +349,10 @@ def write_report(json_dir: Path, report: Path, stale: list[str] = ()) -> None:
                          f"{100 * o['killed'] / n if n else 100:.0f}% |")
         lines.append("")
     for d in data:
-        lines += [f"## {d['notebook']}", "", f"Source: `{d['source']}`, {d['summary']['total']['mutants']} mutants.", "",
-                  "| function | mutants | equivalent | killed | survived | kill rate |", "|---|---:|---:|---:|---:|---:|"]
+        total = d["summary"]["total"]["mutants"]
+        lines += [f"## {d['notebook']}", "", f"Source: `{d['source']}`, {total} mutants.", "",
+                  "| function | mutants | equivalent | killed | survived | kill rate |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for fn, s in d["summary"]["functions"].items():
             lines.append(f"| `{fn}` | {s['mutants']} | {s['equivalent']} | {s['killed']} | {s['survived']} | "
                          f"{100 * s['kill_rate']:.1f}% |")
@@ -365,7 +364,8 @@ def write_report(json_dir: Path, report: Path, stale: list[str] = ()) -> None:
             for r in surv:
                 tests = ", ".join(t.removeprefix("test_") for t in r["tests_run"]) or "none"
                 note = f" (error: {_md(r['errors'][0])[:120]})" if r["errors"] else ""
-                lines.append(f"| `{r['id']}` | `{r['function']}` | {r['operator']} | `{_md(r['change'])}`{note} | {tests} |")
+                lines.append(f"| `{r['id']}` | `{r['function']}` | {r['operator']} | `{_md(r['change'])}`{note} "
+                             f"| {tests} |")
         killed_eq = [r for r in d["mutants"] if r["equivalent"] is not None and r["status"] == "killed"]
         if killed_eq:
             lines += ["", "Listed as equivalent but killed (remove them from equivalent.toml): "

@@ -19,7 +19,8 @@ import ast
 import hashlib
 from dataclasses import dataclass, field
 
-BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+from ..grading.cells import SOLUTION_BEGIN as BEGIN
+from ..grading.cells import SOLUTION_END as END
 
 OPERATORS: dict[str, str] = {
     "arith": "binary or augmented arithmetic operator swapped (+ -, * /, // /, ** *, @ *, % //)",
@@ -348,8 +349,8 @@ class _Generator(ast.NodeVisitor):
         """Replace every use of a defaulted parameter, inside the region, by its default."""
         args = fn.args
         pos = args.posonlyargs + args.args
-        pairs = list(zip(pos[len(pos) - len(args.defaults):], args.defaults))
-        pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+        pairs = list(zip(pos[len(pos) - len(args.defaults):], args.defaults, strict=True))
+        pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None]
         for arg, default in pairs:
             uses = [n for s in fn.body if self.inside(s) for n in ast.walk(s)
                     if isinstance(n, ast.Name) and n.id == arg.arg and isinstance(n.ctx, ast.Load)]
@@ -503,7 +504,7 @@ class _Generator(ast.NodeVisitor):
     def visit_Compare(self, node):
         if self.inside(node):
             prev = node.left
-            for op, right in zip(node.ops, node.comparators):
+            for op, right in zip(node.ops, node.comparators, strict=True):
                 sym, alts = COMPARE[type(op)]
                 pos = self.gap_token(prev, right, sym)
                 if pos:
@@ -517,7 +518,7 @@ class _Generator(ast.NodeVisitor):
             word = "and" if isinstance(node.op, ast.And) else "or"
             other = "or" if word == "and" else "and"
             edits = []
-            for a, b in zip(node.values, node.values[1:]):
+            for a, b in zip(node.values, node.values[1:], strict=False):   # neighbours
                 pos = self.gap_token(a, b, word)
                 if pos is None:
                     edits = None

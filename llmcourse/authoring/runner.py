@@ -214,7 +214,7 @@ def cells_to_run(names: list[CellNames | None], s: int, rng_cells: set[int], mod
         if n.free & tainted:
             run.add(j)
             tainted |= n.stores | (n.free - code_names)
-            for fname, body in n.late.items():
+            for fname in n.late:
                 tainted.add(fname)
     run |= {j for j in later if j in rng_cells}
     # every name a run cell reads must be current: run the skipped cells that bind it

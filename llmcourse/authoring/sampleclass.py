@@ -15,9 +15,10 @@ from pathlib import Path
 
 import nbformat
 
-from ..grading.course import CourseError, jupyter_env, list_assignments, nbgrader_meta, read_nb, run_nbgrader
+from ..grading.cells import SOLUTION_BEGIN, SOLUTION_END, nbgrader_meta
+from ..grading.course import CourseError, jupyter_env, list_assignments, read_nb, solution_cell_ids
 
-SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+SOLUTION_MARKERS = (SOLUTION_BEGIN, SOLUTION_END)
 
 
 @dataclass
@@ -86,19 +87,35 @@ def build_submission(release_nb: Path, source_nb: Path, out: Path, fill: str | l
     return out
 
 
+SAMPLE_KINDS = ("correct", "blank", "partial")
+
+
+def sample_fill(kind: str, source_nb: Path) -> str | list[str]:
+    """What a sample student of `kind` fills in: every answer, none, or the first half of them."""
+    if kind == "correct":
+        return "all"
+    if kind == "blank":
+        return "none"
+    if kind == "partial":
+        ids = solution_cell_ids(source_nb)
+        return ids[: len(ids) // 2]
+    raise CourseError(f"unknown sample kind {kind!r}; one of {', '.join(SAMPLE_KINDS)}")
+
+
+def build_sample(course_root: Path, assignment: str, source_nb: Path, student: str, kind: str = "correct",
+                 mutation: Mutation | None = None) -> Path:
+    """submitted/<student>/<assignment>/<notebook>: a sample student's notebook built from the course's release."""
+    name = Path(source_nb).name
+    return build_submission(Path(course_root) / "release" / assignment / name, source_nb,
+                            Path(course_root) / "submitted" / student / assignment / name,
+                            fill=sample_fill(kind, source_nb), mutation=mutation)
+
+
 def grade_class(root: Path, assignment: str, env: dict, workers: int | None = None) -> str | None:
     """Grade every submission: sandboxed when this machine can, else with stock nbgrader.
 
     Returns None when sandboxed, else the reason the sandbox is unavailable. For tests and
     the demo; `make autograde` refuses the stock path unless told UNSAFE=1.
     """
-    from ..grading import sandbox
-    from ..grading.grader import Grader
-
-    try:
-        sandbox.check_available()
-    except sandbox.SandboxUnavailable as exc:
-        run_nbgrader(["autograde", assignment, "--force"], cwd=root, env=env)
-        return str(exc)
-    Grader(root, assignment, workers=workers, env=env, progress=False).grade_all()
-    return None
+    from ..grading.grader import grade_assignment
+    return grade_assignment(root, assignment, env, allow_stock=True, workers=workers, progress=False).stock_reason

@@ -9,3 +9,4 @@ runs), ``collect`` (submissions from the exchange), ``gradebook`` (the writer pr
 (finding the course, running nbgrader and papermill, grade tables). Never imported by a
 student's notebook; it imports the student runtime only for the check records' format.
 """
+from . import fastimport  # noqa: F401  (first, before any module here imports nbformat: see its docstring)

@@ -129,7 +129,7 @@ def _read_entry(entry_fd: int, uid: int, out) -> None:
     files = 0
     latest_change = os.fstat(entry_fd).st_ctime
     for name in sorted(os.listdir(entry_fd)):
-        def refuse(why: str):
+        def refuse(why: str, name=name):
             out.write(json.dumps({"refused": name, "why": why}).encode() + b"\n")
         try:
             st = os.stat(name, dir_fd=entry_fd, follow_symlinks=False)

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import nbformat
 
+from .cells import nbgrader_meta
+
+
 class CourseError(RuntimeError):
     pass
 
@@ -62,25 +65,31 @@ def read_nb(path: str | os.PathLike) -> nbformat.NotebookNode:
         raise CourseError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
 
 
-def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
 def graded_cells(nb_or_path) -> list:
+    from nbgrader.utils import is_grade  # nbgrader's own test (imported when needed: it is slow to import)
     nb = read_nb(nb_or_path) if isinstance(nb_or_path, (str, Path)) else nb_or_path
-    return [c for c in nb.cells if nbgrader_meta(c).get("grade")]
+    return [c for c in nb.cells if is_grade(c)]
 
 
 def solution_cell_ids(nb_or_path) -> list[str]:
     """Grade ids of the code cells a student fills in, in notebook order."""
     nb = read_nb(nb_or_path) if isinstance(nb_or_path, (str, Path)) else nb_or_path
-    return [nbgrader_meta(c)["grade_id"] for c in nb.cells
-            if c.cell_type == "code" and nbgrader_meta(c).get("solution")]
+    from nbgrader.utils import is_solution
+    return [nbgrader_meta(c)["grade_id"] for c in nb.cells if c.cell_type == "code" and is_solution(c)]
 
 
 # --------------------------------------------------------------------------
 # environments and subprocesses
 # --------------------------------------------------------------------------
+
+def venv_bin_first(env: dict) -> dict:
+    """`env` with this interpreter's bin folder first on PATH (nbgrader shells out to `alembic`,
+    kernelspecs may name `python`: this environment's must be the ones found). Changes `env`."""
+    bindir = str(Path(sys.executable).parent)
+    if env.get("PATH", "").split(os.pathsep)[0] != bindir:
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    return env
+
 
 def jupyter_env(state_dir: str | os.PathLike, base: dict | None = None) -> dict:
     """Environment whose Jupyter/IPython/matplotlib state lives under state_dir, not $HOME."""
@@ -91,10 +100,7 @@ def jupyter_env(state_dir: str | os.PathLike, base: dict | None = None) -> dict:
                      ("MPLCONFIGDIR", "matplotlib")):
         (state / sub).mkdir(parents=True, exist_ok=True)
         env[var] = str(state / sub)
-    # nbgrader shells out to `alembic` and kernelspecs may name `python`: use this environment's.
-    bindir = str(Path(sys.executable).parent)
-    if env.get("PATH", "").split(os.pathsep)[0] != bindir:
-        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    venv_bin_first(env)
     env.setdefault("PYTHONHASHSEED", "0")
     env["MPLBACKEND"] = "Agg"
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
@@ -106,9 +112,7 @@ def run_nbgrader(args: list[str], cwd: Path, env: dict | None = None, check: boo
                  quiet: bool = True) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "nbgrader", *args]
     if env is None:
-        env = dict(os.environ)
-        bindir = str(Path(sys.executable).parent)
-        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        env = venv_bin_first(dict(os.environ))
     proc = subprocess.run(cmd, cwd=str(cwd), env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if not quiet:

@@ -36,12 +36,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..settings import setting  # noqa: E402
 from . import fastimport  # noqa: F401  (before nbformat and nbgrader: see its docstring)
-from .course import CourseError
+from .course import CourseError, venv_bin_first  # noqa: E402
 
 
 def _write_timeout(env) -> float:
-    return float(env.get("LLMCOURSE_GRADEBOOK_TIMEOUT_S") or 300)
+    return setting("LLMCOURSE_GRADEBOOK_TIMEOUT_S", env)
 
 
 class GradebookError(CourseError):
@@ -50,8 +51,7 @@ class GradebookError(CourseError):
 
 def db_url(root: Path, env: dict | None = None) -> str:
     """The gradebook URL the course's nbgrader_config.py will use under this environment."""
-    env = os.environ if env is None else env
-    return env.get("LLMCOURSE_DB_URL") or "sqlite:///" + str(Path(root) / "gradebook.db")
+    return setting("LLMCOURSE_DB_URL", env) or "sqlite:///" + str(Path(root) / "gradebook.db")
 
 
 def is_sqlite(url: str) -> bool:
@@ -71,9 +71,7 @@ def redact(url: str) -> str:
 
 def _alembic_on_path() -> None:
     """nbgrader's Gradebook shells out to `alembic`: make this environment's the one found."""
-    bindir = str(Path(sys.executable).parent)
-    if os.environ.get("PATH", "").split(os.pathsep)[0] != bindir:
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    venv_bin_first(os.environ)
 
 
 def check_gradebook(url: str, assignment: str) -> None:
@@ -169,7 +167,7 @@ class Writer:
         request = json.dumps({"assignment": assignment, "student": student,
                               "submitted_directory": submitted_directory}).encode() + b"\n"
         with self._lock:
-            for attempt in (1, 2):   # a writer that died (killed, out of memory) is started again once
+            for _attempt in (1, 2):   # a writer that died (killed, out of memory) is started again once
                 if self._proc is None or self._proc.poll() is not None:
                     self._proc = self._start()
                 try:

@@ -14,11 +14,10 @@ otherwise only the exception's type.
 """
 from __future__ import annotations
 
-from nbformat.v4 import new_output
-from traitlets import Integer, Unicode
-
 from nbconvert.preprocessors import Preprocessor
+from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Integer, Unicode
 
 
 class ScrubHiddenTestOutputs(NbGraderPreprocessor):

@@ -46,11 +46,12 @@ import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ..settings import setting
 from . import cgroups, seccomp
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SANDBOX_UID = 65534                                   # the uid inside the sandbox
-SANDBOX_HOST_UID = int(os.environ.get("LLMCOURSE_SANDBOX_UID") or 2_000_000_000)   # ... on the host
+SANDBOX_HOST_UID = setting("LLMCOURSE_SANDBOX_UID")   # ... on the host (default 2000000000)
 CHANNEL = "/run/llmcourse/channel"                    # the result socket, inside
 
 
@@ -70,12 +71,9 @@ class Limits:
 
     @classmethod
     def from_env(cls, **overrides) -> "Limits":
-        lim = cls(**overrides)
-        for f in fields(cls):
-            val = os.environ.get(f"LLMCOURSE_LIMIT_{f.name.upper()}")
-            if val:
-                setattr(lim, f.name, float(val) if isinstance(getattr(lim, f.name), float) else int(val))
-        return lim
+        """The defaults (llmcourse.settings), then any LLMCOURSE_LIMIT_<FIELD> set, then `overrides`."""
+        values = {f.name: setting(f"LLMCOURSE_LIMIT_{f.name.upper()}") for f in fields(cls)}
+        return cls(**{**values, **overrides})
 
 
 class SandboxUnavailable(RuntimeError):

@@ -1,11 +1,12 @@
 """Executes one notebook inside the grading sandbox (python -m llmcourse.grading.sandbox_runner).
 
-Protocol with the grader (llmcourse.grading.grader), over the Unix socket at LLMCOURSE_CHANNEL
-(llmcourse.grading.sandbox: this process connects first, then the grader stops listening):
+Protocol with the grader (llmcourse.grading.protocol, which both ends use), over the Unix
+socket at LLMCOURSE_CHANNEL (llmcourse.grading.sandbox: this process connects first, then the
+grader stops listening):
   in : one line with a hex key, then the notebook JSON, then end of input;
-  out: after every code cell, one line ``<hmac-sha256 hex> <json>`` with the cell's index,
-       its (capped) outputs, its run time and the check records the kernel wrote meanwhile;
-       a runner that fails sends ``{"fatal": ...}`` the same way.
+  out: after every code cell, one signed line with the cell's index, its (capped) outputs,
+       its run time and the check records the kernel wrote meanwhile; a runner that fails
+       sends ``{"fatal": ...}`` the same way.
 The key and the connection never leave this process (made non-dumpable before it connects,
 so the student's kernel cannot read its memory or file descriptors; the socket is not
 inherited by the kernel), and everyone's stdout/stderr is /dev/null: a line the kernel
@@ -21,9 +22,8 @@ with an error, and grading goes on. Output beyond a per-cell budget is dropped w
 """
 from __future__ import annotations
 
+import copy
 import ctypes
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -33,14 +33,20 @@ import sys
 import time
 import traceback
 
+# isort: off
 from . import fastimport  # noqa: F401  (before nbformat: see its docstring)
 
 import nbformat  # noqa: E402
 from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import DeadKernelError  # noqa: E402
 from nbformat.v4 import new_output  # noqa: E402
+# isort: on
 
-WORK = os.environ.get("LLMCOURSE_RUNNER_WORK", "/sandbox")
+from ..settings import setting  # noqa: E402
+from . import protocol  # noqa: E402
+from .cells import nbgrader_meta  # noqa: E402
+
+WORK = setting("LLMCOURSE_RUNNER_WORK")
 RECORDS = os.path.join(WORK, "records.jsonl")
 MAX_RECORD_BYTES_PER_CELL = 4 * 1024 * 1024
 
@@ -59,7 +65,8 @@ class CappedClient(NotebookClient):
         if used > self.max_cell_output:
             if used - size <= self.max_cell_output:
                 outs.append(new_output("stream", name="stderr",
-                                       text=f"\n[output beyond {self.max_cell_output // 1024} KB dropped by the grader]\n"))
+                                       text=f"\n[output beyond {self.max_cell_output // 1024} KB dropped "
+                                            f"by the grader]\n"))
             return None
         return super().output(outs, msg, display_id, cell_index)
 
@@ -70,7 +77,7 @@ def _error(cell, ename: str, evalue: str) -> None:
 
 def _kill_others() -> None:
     """Inside the sandbox's own PID namespace: kill everything but ourselves and its init."""
-    if os.environ.get("LLMCOURSE_IN_SANDBOX") != "1":
+    if not setting("LLMCOURSE_IN_SANDBOX"):
         return
     me = os.getpid()
     for name in os.listdir("/proc"):
@@ -99,7 +106,7 @@ def _prepare_workdir() -> None:
 def connect() -> socket.socket:
     """The connection to the grader (the first one to the channel socket)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.connect(os.environ["LLMCOURSE_CHANNEL"])
+    sock.connect(setting("LLMCOURSE_CHANNEL"))
     return sock
 
 
@@ -110,9 +117,7 @@ def read_input(sock: socket.socket) -> tuple[bytes, str]:
         if not piece:
             break
         chunks.append(piece)
-    data = b"".join(chunks)
-    key_line, _, notebook = data.partition(b"\n")
-    return bytes.fromhex(key_line.strip().decode()), notebook.decode("utf-8")
+    return protocol.decode_request(b"".join(chunks))
 
 
 class Emitter:
@@ -132,13 +137,11 @@ class Emitter:
             return ""
 
     def emit(self, payload: dict) -> None:
-        body = json.dumps(payload, default=str).encode()
-        mac = hmac.new(self.key, body, hashlib.sha256).hexdigest().encode()
-        self.out.write(mac + b" " + body + b"\n")
+        self.out.write(protocol.sign(self.key, payload))
 
 
 def main() -> int:
-    if os.environ.get("LLMCOURSE_RUNNER_DEBUG"):
+    if setting("LLMCOURSE_RUNNER_DEBUG"):
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     _not_dumpable()
@@ -155,15 +158,16 @@ def main() -> int:
 def run(emitter: Emitter, nb) -> int:
     _prepare_workdir()
 
-    cell_timeout = int(os.environ.get("LLMCOURSE_CELL_TIMEOUT", "60"))
+    cell_timeout = setting("LLMCOURSE_LIMIT_CELL_TIMEOUT_S")
     client = CappedClient(nb, kernel_name="python3", timeout=cell_timeout, interrupt_on_timeout=True,
                           raise_on_iopub_timeout=False, allow_errors=True, iopub_timeout=4,
                           startup_timeout=120, record_timing=False, shutdown_kernel="immediate",
                           error_on_timeout={"ename": "CellTimeoutError",
                                             "evalue": f"cell ran past the {cell_timeout} s limit and was interrupted",
-                                            "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s limit"]},
+                                            "traceback": [f"CellTimeoutError: cell ran past the {cell_timeout} s "
+                                                          f"limit"]},
                           resources={"metadata": {"path": WORK}})
-    client.max_cell_output = int(os.environ.get("LLMCOURSE_CELL_OUTPUT_KB", "256")) * 1024
+    client.max_cell_output = setting("LLMCOURSE_LIMIT_CELL_OUTPUT_KB") * 1024
     kernel_io = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     last_reply: dict = {}
     client.on_cell_executed = lambda cell, cell_index, execute_reply: last_reply.update(reply=execute_reply)
@@ -190,9 +194,9 @@ def run(emitter: Emitter, nb) -> int:
         client.start_new_kernel(**kernel_io)
         client.start_new_kernel_client()
         for j in ran:  # replay the cells that ran before (not test cells), quietly
-            if j in bad or nb.cells[j].get("metadata", {}).get("nbgrader", {}).get("grade"):
+            if j in bad or nbgrader_meta(nb.cells[j]).get("grade"):
                 continue
-            replay = nbformat.from_dict(json.loads(json.dumps(nb.cells[j])))
+            replay = copy.deepcopy(nb.cells[j])
             try:
                 run_detached(replay, j)
             except Exception:
@@ -224,7 +228,8 @@ def run(emitter: Emitter, nb) -> int:
                 client.execute_cell(cell, i)
                 if timed_out():
                     bad.add(i)
-                    _error(cell, "CellTimeoutError", f"the cell ran past the {cell_timeout} s limit and was interrupted")
+                    _error(cell, "CellTimeoutError",
+                           f"the cell ran past the {cell_timeout} s limit and was interrupted")
                     if not responsive():
                         _error(cell, "KernelRestarted", "the kernel ignored the interrupt; a fresh kernel was "
                                                         "started and the cells before this one were run again")

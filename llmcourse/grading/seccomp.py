@@ -96,7 +96,7 @@ class _Asm:
     def bytes(self) -> bytes:
         out = b""
         for i, (code, jt, jf, k) in enumerate(self.ins):
-            def rel(target):
+            def rel(target, i=i):
                 if target is None:
                     return 0
                 off = self.labels[target] - i - 1

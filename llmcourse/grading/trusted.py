@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import json
 import os
-import re
 import resource
 import stat
 import subprocess
@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..student.checks import NOT_REACHED, compare_entries
+from .cells import CHECK_CALL, CHECKS, HIDDEN_BEGIN, hidden_line_ranges, is_course_cell, is_test_cell  # noqa: F401
+from .cells import nbgrader_meta as meta
+from .flags import Flag, FlagCode
 
 MAX_NOTEBOOK_BYTES = 50 * 1024 * 1024   # the submitted file (outputs included)
 MAX_CELLS = 2000                        # cells in the submitted notebook
@@ -43,25 +46,7 @@ PREPARE_MEMORY_MB = 2048                # the process that reads a submission (a
 PREPARE_CPU_S = 60                      # ... its CPU seconds
 PREPARE_WALL_S = 180                    # ... its wall time
 VALUE_CHECKS = {"check_close", "check_equal"}
-ALL_CHECKS = {"check_close", "check_equal", "check_true", "check_shape", "check_raises"}
-CHECK_NAME = re.compile(r"check_(?:close|equal|true|raises|shape)\(\s*f?([\"'])([^\"']*)\1")
-HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
-
-
-def meta(cell) -> dict:
-    m = cell.get("metadata", {}) if isinstance(cell, dict) else {}
-    m = m.get("nbgrader", {}) if isinstance(m, dict) else {}
-    return m if isinstance(m, dict) else {}
-
-
-def is_test_cell(cell) -> bool:
-    m = meta(cell)
-    return cell.get("cell_type") == "code" and bool(m.get("grade")) and not m.get("solution")
-
-
-def is_course_cell(cell) -> bool:
-    """A cell whose source is the course's own (not an answer cell, not a cell the student added)."""
-    return not meta(cell).get("solution") and not (cell.get("metadata") or {}).get("llmcourse_student_cell")
+ALL_CHECKS = set(CHECKS)
 
 
 def _kb(n: int) -> str:
@@ -153,12 +138,12 @@ def read_submission(path: Path, fd: int | None = None, name: str | None = None):
 @dataclass
 class Canonical:
     nb: "object"                 # nbformat.NotebookNode (plain dict in the preparing process)
-    flags: list[str] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
     rejected: str | None = None
 
 
 def _plain_copy(nb) -> dict:
-    return json.loads(json.dumps(nb))
+    return copy.deepcopy(nb)
 
 
 def canonical_notebook(source_nb, release_nb, submission_path: Path | None, fd: int | None = None) -> Canonical:
@@ -178,7 +163,7 @@ def canonical_dict(source_nb: dict, release_nb: dict, submission_path: Path | No
     for c in release_cells.values():
         if isinstance(c.get("source"), list):
             c["source"] = "".join(c["source"])
-    flags: list[str] = []
+    flags: list[Flag] = []
     rejected = None
     answers: dict[str, dict] = {}
     extras: dict[str | None, list] = {}
@@ -217,7 +202,7 @@ def canonical_dict(source_nb: dict, release_nb: dict, submission_path: Path | No
     return Canonical(nb=source_nb, flags=flags)
 
 
-def _take_cells(source_nb: dict, data: dict, flags: list[str]):
+def _take_cells(source_nb: dict, data: dict, flags: list[Flag]):
     """The submission's answer cells (by grade id) and its own code cells, within the size caps."""
     src_solution_types = {meta(c)["grade_id"]: c.get("cell_type") for c in source_nb["cells"]
                           if meta(c).get("solution") and meta(c).get("grade_id")}
@@ -230,9 +215,10 @@ def _take_cells(source_nb: dict, data: dict, flags: list[str]):
         taken = False
         if gid in src_solution_types:
             if gid in answers:
-                flags.append(f"answer cell {gid!r} appears more than once; the first was graded")
+                flags.append(Flag(FlagCode.ANSWER_DUPLICATE,
+                                  f"answer cell {gid!r} appears more than once; the first was graded"))
             elif c.get("cell_type") != src_solution_types[gid]:
-                flags.append(f"answer cell {gid!r} changed type; ignored")
+                flags.append(Flag(FlagCode.ANSWER_TYPE_CHANGED, f"answer cell {gid!r} changed type; ignored"))
             else:
                 answers[gid] = c
                 taken = True
@@ -254,9 +240,9 @@ def _take_cells(source_nb: dict, data: dict, flags: list[str]):
                                f"of text together, over the limit")
     missing = [g for g in src_solution_types if g not in answers]
     if missing and len(missing) == len(src_solution_types):
-        flags.append("no answer cell of this assignment was found in the notebook")
+        flags.append(Flag(FlagCode.NO_ANSWER_CELLS, "no answer cell of this assignment was found in the notebook"))
     elif missing:
-        flags.append(f"answer cells missing (graded as blank): {', '.join(missing)}")
+        flags.append(Flag(FlagCode.ANSWERS_MISSING, f"answer cells missing (graded as blank): {', '.join(missing)}"))
     return answers, extras
 
 
@@ -331,7 +317,8 @@ def prepare(source_path: Path, release_path: Path, submission_path: Path | None,
                          rejected=f"{name} could not be read within the grader's limits "
                                   f"({PREPARE_MEMORY_MB} MB of memory, {PREPARE_CPU_S} s of CPU; {why})")
     out = json.loads(proc.stdout)
-    return Canonical(nb=nbformat.from_dict(out["nb"]), flags=list(out["flags"]), rejected=out["rejected"])
+    return Canonical(nb=nbformat.from_dict(out["nb"]), flags=[Flag.from_json(f) for f in out["flags"]],
+                     rejected=out["rejected"])
 
 
 def _drop_privileges(uid: int) -> None:
@@ -347,24 +334,13 @@ def _prepare_main(argv: list[str]) -> int:
     release_nb = json.loads(Path(release_path).read_text(encoding="utf-8"))
     _drop_privileges(int(drop_to))
     c = canonical_dict(source_nb, release_nb, None, fd=0 if has_fd == "1" else None, name=name)
-    sys.stdout.write(json.dumps({"nb": c.nb, "flags": c.flags, "rejected": c.rejected}))
+    sys.stdout.write(json.dumps({"nb": c.nb, "flags": [f.to_json() for f in c.flags], "rejected": c.rejected}))
     return 0
 
 
 # --------------------------------------------------------------------------
 # the sandbox's version of the test cells
 # --------------------------------------------------------------------------
-
-def _hidden_line_ranges(source: str) -> list[tuple[int, int]]:
-    ranges, start = [], None
-    for i, line in enumerate(source.split("\n"), 1):
-        if HIDDEN_BEGIN in line:
-            start = i
-        elif HIDDEN_END in line and start is not None:
-            ranges.append((start, i))
-            start = None
-    return ranges
-
 
 def _call_name(node: ast.Call) -> str | None:
     f = node.func
@@ -405,7 +381,8 @@ def _loads(tree) -> set[str]:
     """Names read anywhere, except the object being written by `x[i] = ...` / `x.a += ...`."""
     skip: set[int] = set()
     for n in ast.walk(tree):
-        targets = n.targets if isinstance(n, ast.Assign) else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else []
+        targets = (n.targets if isinstance(n, ast.Assign)
+                   else [n.target] if isinstance(n, (ast.AugAssign, ast.AnnAssign)) else [])
         for t in targets:
             node = t
             while isinstance(node, (ast.Subscript, ast.Attribute)):
@@ -463,7 +440,7 @@ def _prune(body: list, ranges, used: set[str]) -> tuple[list, bool]:
 
 def sandbox_source(source: str, used_elsewhere: set[str]) -> str:
     """The hidden part of a test cell without expected values (see module doc)."""
-    ranges = _hidden_line_ranges(source)
+    ranges = hidden_line_ranges(source)
     if not ranges:
         return source
     tree = ast.parse(source)
@@ -522,7 +499,7 @@ def sandbox_notebook(nb, test_sources: dict[str, str] | None = None):
     import nbformat
     if test_sources is None:
         test_sources = sandbox_test_sources(nb)
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb = nbformat.from_dict(copy.deepcopy(nb))
     for c in nb.cells:
         if is_test_cell(c):
             c.source = test_sources[meta(c)["grade_id"]]
@@ -534,17 +511,20 @@ def sandbox_notebook(nb, test_sources: dict[str, str] | None = None):
 # --------------------------------------------------------------------------
 
 @dataclass
-class CellVerdict:
+class Verdict:
+    """The trusted decision on one test cell."""
     grade_id: str
     points: float
     passed: bool
-    reason: str = ""
-    tampered: str = ""
+    reason: str = ""                 # the grader's own text, shown in feedback
+    tampered: str = ""               # why the in-kernel verdict is not to be trusted, if it is not
+    failed_check: str | None = None  # the visible check that failed first, if one did
+
 
 
 def visible_check_names(source: str) -> set[str]:
     visible = source.split(HIDDEN_BEGIN)[0]
-    return {m.group(2) for m in CHECK_NAME.finditer(visible)}
+    return {m.group(3) for m in CHECK_CALL.finditer(visible)}
 
 
 # Exception names the grader repeats as they are; any other name a test cell raised (a class
@@ -570,7 +550,7 @@ def _compare(ref_entries, stu_entries) -> str | None:
         return f"recorded value unusable ({type(exc).__name__})"
 
 
-def decide(canonical_nb, executed_cells: list | None, student_records: dict, reference_records: dict) -> list[CellVerdict]:
+def decide(canonical_nb, executed_cells: list | None, student_records: dict, reference_records: dict) -> list[Verdict]:
     """Score every test cell from the trusted comparison of records (and whether the cell raised).
 
     Every reason is the grader's own text: the names of the reference's checks and the
@@ -587,12 +567,12 @@ def decide(canonical_nb, executed_cells: list | None, student_records: dict, ref
         ran = executed[idx] if idx < len(executed) else None
         if not isinstance(ran, dict) or ran.get("cell_type") != "code" \
                 or "llmcourse_seconds" not in ran.get("metadata", {}):
-            verdicts.append(CellVerdict(gid, points, False, "the cell was not executed (the run stopped before it)"))
+            verdicts.append(Verdict(gid, points, False, "the cell was not executed (the run stopped before it)"))
             continue
         error = _error_name(ran)
         names = sorted(n for n in reference_records if n.startswith(gid + "/"))
         if not names:
-            verdicts.append(CellVerdict(gid, points, False, "no reference records for this cell (grader error)"))
+            verdicts.append(Verdict(gid, points, False, "no reference records for this cell (grader error)"))
             continue
         failures = {}
         for n in names:
@@ -611,9 +591,9 @@ def decide(canonical_nb, executed_cells: list | None, student_records: dict, ref
             elif missing:
                 tampered = f"the kernel reported this cell passing, but {len(missing)} check(s) never recorded a value"
         vis_reached = [n for n in reached if n in visible]
-        if vis_reached:
-            n = vis_reached[0]
-            reason = f"CheckFailed: [{n}] {reached[n]}"
+        failed_check = vis_reached[0] if vis_reached else None
+        if failed_check is not None:
+            reason = f"CheckFailed: [{failed_check}] {reached[failed_check]}"
         elif reached:
             reason = f"CheckFailed: a hidden check failed: {next(iter(reached.values()))}"
         elif error == "NotImplementedError":
@@ -624,7 +604,7 @@ def decide(canonical_nb, executed_cells: list | None, student_records: dict, ref
             reason = f"Failed: {len(failures)} check(s) of this cell never recorded a value"
         else:
             reason = ""
-        verdicts.append(CellVerdict(gid, points, error is None and not failures, reason, tampered))
+        verdicts.append(Verdict(gid, points, error is None and not failures, reason, tampered, failed_check))
     return verdicts
 
 
@@ -634,14 +614,14 @@ def hidden_secrets(nb) -> list[str]:
     for c in nb.cells:
         if not is_test_cell(c):
             continue
-        for a, b in _hidden_line_ranges(c.source):
+        for a, b in hidden_line_ranges(c.source):
             lines = c.source.split("\n")[a:b - 1]
             found |= {ln.strip() for ln in lines if len(ln.strip()) >= 12}
-            found |= {m.group(2) for m in CHECK_NAME.finditer("\n".join(lines))}
+            found |= {m.group(3) for m in CHECK_CALL.finditer("\n".join(lines))}
     return sorted(found)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["prepare"]:
         sys.exit(_prepare_main(sys.argv[2:]))
-    sys.exit(f"usage: python -m llmcourse.grading.trusted prepare SOURCE RELEASE NAME HAS_FD UID")
+    sys.exit("usage: python -m llmcourse.grading.trusted prepare SOURCE RELEASE NAME HAS_FD UID")

@@ -26,6 +26,8 @@ import math
 import os
 from typing import Any, Callable, Iterable
 
+from ..settings import setting
+
 __all__ = [
     "CheckFailed",
     "check_close",
@@ -139,7 +141,7 @@ def _describe(value: Any) -> str:
 # --------------------------------------------------------------------------
 
 def _record(name: str, kind: str, value: Any, **extra: Any) -> None:
-    path = os.environ.get(RECORD_ENV)
+    path = setting(RECORD_ENV)
     if not path:
         return
     entry = {"name": name, "kind": kind, "value": value}
@@ -181,7 +183,7 @@ def _close_problem(actual_plain: Any, expected_plain: Any, atol: float, rtol: fl
     a_flat, e_flat = _flatten(actual_plain), _flatten(expected_plain)
     worst = None  # (excess, flat index, actual, expected)
     n_bad = 0
-    for i, (a, e) in enumerate(zip(a_flat, e_flat)):
+    for i, (a, e) in enumerate(zip(a_flat, e_flat, strict=False)):
         try:
             af = _as_float(a)
         except TypeError:
@@ -267,9 +269,10 @@ def check_equal(name: str, actual: Any, expected: Any, *, hint: str = "") -> Non
     if isinstance(expected_plain, list):
         a_shape, e_shape = _shape(actual_plain), _shape(expected_plain)
         if a_shape != e_shape:
-            _fail(name, f"expected shape/length {e_shape}, got {a_shape if a_shape is not None else _describe(actual)}", hint)
+            got = a_shape if a_shape is not None else _describe(actual)
+            _fail(name, f"expected shape/length {e_shape}, got {got}", hint)
         a_flat, e_flat = _flatten(actual_plain), _flatten(expected_plain)
-        bad = [i for i, (a, e) in enumerate(zip(a_flat, e_flat)) if a != e]
+        bad = [i for i, (a, e) in enumerate(zip(a_flat, e_flat, strict=False)) if a != e]
         if bad:
             i = bad[0]
             _fail(name, f"{len(bad)} of {len(e_flat)} entries differ; first at index "
@@ -371,7 +374,7 @@ def compare_entries(ref_entries: list[dict], stu_entries: list[dict]) -> str | N
             return NOT_REACHED
         if len(stu_entries) > len(ref_entries):
             return "recorded more values than the test makes (records written by other code)"
-        for ref, stu in zip(ref_entries, stu_entries):
+        for ref, stu in zip(ref_entries, stu_entries, strict=False):   # fewer: the rest never ran
             if ref.get("kind") == "close":
                 problem = _close_problem(stu.get("value"), ref.get("value"),
                                          float(ref.get("atol", 1e-6)), float(ref.get("rtol", 1e-5)))

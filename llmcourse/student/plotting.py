@@ -26,7 +26,9 @@ def use_course_style() -> None:
 def save_if_asked(fig, name: str) -> None:
     """Save a figure as PNG into $LLMCOURSE_FIGURES (used by CI to keep plots as artifacts)."""
     import os
-    folder = os.environ.get("LLMCOURSE_FIGURES")
+
+    from ..settings import setting
+    folder = setting("LLMCOURSE_FIGURES")
     if folder:
         os.makedirs(folder, exist_ok=True)
         fig.savefig(os.path.join(folder, f"{name}.png"), bbox_inches="tight")
