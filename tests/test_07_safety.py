@@ -370,7 +370,8 @@ def test_runs_in_the_mode_asked_for():
     from llmcourse.grading import sandbox
     m = sandbox.check_available()
     print(f"\ngrading mode under test: {m.describe()}")
-    want = os.environ.get("LLMCOURSE_TEST_MODE")
+    from llmcourse.settings import setting
+    want = setting("LLMCOURSE_TEST_MODE")
     if want:
         assert m.name == want, f"asked to test {want!r}, this machine gives {m.describe()}"
 

@@ -263,15 +263,15 @@ from llmcourse.grading import sandbox
 m = sandbox.check_available()
 exe = sandbox.python_executable()
 lim = sandbox.Limits(wall_s=60, memory_mb=120, pids=24, cpu_s=20)
-probe = ("import os, socket, json; s = socket.socket(socket.AF_UNIX); s.connect(os.environ['LLMCOURSE_CHANNEL']);"
+probe = ("import os, socket, json; s = socket.socket(socket.AF_UNIX); s.connect('/run/llmcourse/channel');"
          "s.sendall((json.dumps({'uid': os.getuid(), 'status': open('/proc/self/status').read()}) + '\\n').encode())")
 r = sandbox.run(None, [exe, "-c", probe], lim)
 info = json.loads(r.lines[0])
 uid_line = next(l for l in info["status"].splitlines() if l.startswith("Uid:"))
-bomb = ("import os, socket; s = socket.socket(socket.AF_UNIX); s.connect(os.environ['LLMCOURSE_CHANNEL']);"
+bomb = ("import os, socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/llmcourse/channel');"
         "x = []\nwhile True: x.append(bytearray(16 << 20))")
 rb = sandbox.run(None, [exe, "-c", bomb], lim)
-forks = ("import os, socket, time; s = socket.socket(socket.AF_UNIX); s.connect(os.environ['LLMCOURSE_CHANNEL'])\n"
+forks = ("import os, socket, time; s = socket.socket(socket.AF_UNIX); s.connect('/run/llmcourse/channel')\n"
          "n = 0\ntry:\n    while n < 200:\n        if os.fork() == 0:\n"
          "            time.sleep(30); os._exit(0)\n        n += 1\n"
          "except OSError:\n    pass\ns.sendall(f'{n}\\n'.encode())")

@@ -19,7 +19,9 @@ import pytest
 import vm
 from nbutil import ROOT
 
-if os.environ.get("LLMCOURSE_VM_TESTS") != "1":
+from llmcourse.settings import setting
+
+if not setting("LLMCOURSE_VM_TESTS"):
     pytest.skip("the cgroup v2 VM tests take tens of minutes: `make test-vm` runs them", allow_module_level=True)
 
 MODES = {"root": "root, cgroup v2", "rootless": "rootless, cgroup v2"}
@@ -31,7 +33,7 @@ PHASES = os.environ.get("VM_PHASES", ALL_PHASES)     # e.g. VM_PHASES=root-limit
 def booted():
     try:
         results, out, secs = vm.boot(f"cd {ROOT} && VM_PHASES={PHASES} {ROOT}/.venv/bin/python tests/vm_inside.py",
-                                     timeout=int(os.environ.get("LLMCOURSE_VM_TIMEOUT", "3000")))
+                                     timeout=setting("LLMCOURSE_VM_TIMEOUT"))
     except vm.Unavailable as exc:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"the VM cannot run under CI: {exc}")

@@ -25,7 +25,7 @@ USER_UID = 54321
 
 MEM = r"""
 import os, socket
-s = socket.socket(socket.AF_UNIX); s.connect(os.environ["LLMCOURSE_CHANNEL"])
+s = socket.socket(socket.AF_UNIX); s.connect("/run/llmcourse/channel")
 hog = []
 while True:
     hog.append(bytearray(8 << 20))
@@ -35,7 +35,7 @@ while True:
 """
 PIDS = r"""
 import os, socket, time
-s = socket.socket(socket.AF_UNIX); s.connect(os.environ["LLMCOURSE_CHANNEL"])
+s = socket.socket(socket.AF_UNIX); s.connect("/run/llmcourse/channel")
 n = 0
 try:
     while n < 500:
@@ -48,7 +48,7 @@ s.sendall(f"{n}\n".encode())
 """
 CPU = r"""
 import os, socket, time
-s = socket.socket(socket.AF_UNIX); s.connect(os.environ["LLMCOURSE_CHANNEL"])
+s = socket.socket(socket.AF_UNIX); s.connect("/run/llmcourse/channel")
 t0, c0 = time.monotonic(), time.process_time()
 while time.monotonic() - t0 < 4:
     pass
@@ -56,12 +56,12 @@ s.sendall(f"{(time.process_time() - c0) / (time.monotonic() - t0)}\n".encode())
 """
 WALL = r"""
 import os, socket, time
-s = socket.socket(socket.AF_UNIX); s.connect(os.environ["LLMCOURSE_CHANNEL"])
+s = socket.socket(socket.AF_UNIX); s.connect("/run/llmcourse/channel")
 time.sleep(120)
 """
 UID = r"""
 import os, socket
-s = socket.socket(socket.AF_UNIX); s.connect(os.environ["LLMCOURSE_CHANNEL"])
+s = socket.socket(socket.AF_UNIX); s.connect("/run/llmcourse/channel")
 s.sendall(f"{os.getuid()}\n".encode())
 """
 

@@ -27,7 +27,7 @@ Where the cgroups are made:
     its children ("no internal processes"): the grader first moves the processes of its
     delegated cgroup into a leaf child, ``llmcourse-grader``, then enables the controllers.
   - nowhere: refused, unless asked for rlimits only (``--limits rlimits-only`` or
-    ``LLMCOURSE_NO_CGROUP=1``); then every report says which limits were not enforced.
+    ``LLMCOURSE_NO_CGROUP=1``, ``make autograde NO_CGROUP=1``); then every report says which limits were not enforced.
 """
 from __future__ import annotations
 
@@ -40,6 +40,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..settings import setting
 
 CGROUP_FS = Path("/sys/fs/cgroup")
 V1_CONTROLLERS = ("memory", "pids", "cpu")       # cpu is optional on v1 (as before)
@@ -146,12 +148,11 @@ def detect(fs: Path = CGROUP_FS, env=None, euid: int | None = None, self_cgroup:
     env = os.environ if env is None else env
     euid = os.geteuid() if euid is None else euid
     if rlimits_only is None:
-        rlimits_only = env.get("LLMCOURSE_NO_CGROUP", "") not in ("", "0") or \
-            env.get("NO_CGROUP", "") not in ("", "0")
+        rlimits_only = setting("LLMCOURSE_NO_CGROUP", env)
     privileged = euid == 0
     kind = hierarchy(fs)
     mine = own_cgroups(self_cgroup)
-    delegated = env.get("LLMCOURSE_CGROUP_ROOT", "")
+    delegated = setting("LLMCOURSE_CGROUP_ROOT", env) or ""
     mode = _detect_cgroup(fs, kind, privileged, mine, delegated, env)
     mode.fs = fs
     if mode.usable or not rlimits_only:
@@ -250,7 +251,7 @@ def _detect_v2(fs, privileged, mine, delegated, env, rlimit_hint) -> Mode:
         base = own.parent if own.name == LEAF else own
         how = "this process's own cgroup"
         if base == fs or not _writable(base, ("cgroup.procs", "cgroup.subtree_control")):
-            if systemd_user_available(env) and not env.get("LLMCOURSE_IN_SCOPE"):
+            if systemd_user_available(env) and not setting("LLMCOURSE_IN_SCOPE", env):
                 return Mode(privileged=False, backend="v2", where="systemd user scope (Delegate=yes)",
                             needs_scope=True, parent=None,
                             fix=["grading as root adds a separate unused uid for student code"])
