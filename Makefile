@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: translations help install sysdeps notebooks release publish collect execute validate autograde \
         feedback return solutions export lab clean demo test benchmark sysdeps-grading \
-        mutation mutation-sample check-student-install lint unbuild new
+        mutation mutation-sample check-student-install lint unbuild new doctor test-vm
 
 help: ## list the targets
 	@echo "LLM course: make <target> [ASSIGNMENT=<id>|all] [PROFILE=smoke|default|full] [DEVICE=auto|cpu|cuda|mps]"
@@ -89,9 +89,13 @@ execute: $(STAMP) ## run source notebooks with papermill into build/executed (PR
 validate: $(STAMP) ## nbgrader validate the source notebooks (every test must pass)
 	$(COURSE) validate --assignment $(ASSIGNMENT)
 
-autograde: $(STAMP) sysdeps-grading ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, UNSAFE=1)
-	$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
-	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe)
+autograde: $(STAMP) sysdeps-grading ## sandboxed, parallel, resumable grading of submitted/*/<id>/ (WORKERS=, SCHEDULER=, ENGINE=, LIMITS=rlimits-only, UNSAFE=1)
+	@$(COURSE) grade --assignment $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(ENGINE),--engine $(ENGINE)) $(if $(UNSAFE),--unsafe) \
+	  $(if $(or $(LIMITS),$(NO_CGROUP)),--limits $(or $(LIMITS),rlimits-only))
+
+doctor: $(STAMP) ## what isolation this machine gives the grader (root, bubblewrap, user namespaces, cgroups, systemd) and how to get the full mode
+	$(COURSE) doctor
 
 benchmark: $(STAMP) sysdeps-grading ## stock nbgrader vs the course's grader on N submissions (N=40, BENCH_ASSIGNMENT=01_chain_rule)
 	$(BIN)/python scripts/benchmark_grading.py --assignment $(or $(BENCH_ASSIGNMENT),01_chain_rule) \
@@ -112,8 +116,8 @@ export: $(STAMP) ## grades of every student and assignment into grades.csv
 lab: $(STAMP) ## JupyterLab on the course (127.0.0.1), with nbgrader's extensions; never as root (LAB_USER=account)
 	$(COURSE) lab $(if $(LAB_USER),--user $(LAB_USER))
 
-demo: $(STAMP) ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
-	$(COURSE) demo --out $(BUILD)/demo
+demo: $(STAMP) sysdeps-grading ## the main job: release, execute, grade a sample class, feedback, export (scratch dir)
+	$(COURSE) demo --out $(BUILD)/demo $(if $(filter-out all,$(ASSIGNMENT)),--assignment $(ASSIGNMENT))
 
 lint: $(STAMP) ## ruff, configured in pyproject.toml (make test runs it first)
 	$(BIN)/ruff check .
@@ -122,6 +126,11 @@ test: $(STAMP) sysdeps lint ## the linter, then the whole test suite (CI runs ex
 	@start=$$(date +%s); \
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: $$(( $$(date +%s) - start )) s"; exit $$rc
+
+test-vm: $(STAMP) ## cgroup v2 grading, as root and as a delegated user, in a QEMU VM (tens of minutes; CI runs it)
+	@start=$$(date +%s); \
+	LLMCOURSE_VM_TESTS=1 $(BIN)/python -m pytest tests/test_vm_cgroup_v2.py -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	echo "make test-vm: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 mutation: $(STAMP) ## mutate every solution, run the hidden tests: docs/mutation-report.md (ASSIGNMENT=, JOBS=, MUTATION_ARGS=)
 	$(BIN)/python -m llmcourse.authoring.mutation --assignment $(ASSIGNMENT) $(if $(JOBS),--jobs $(JOBS)) $(MUTATION_ARGS)

@@ -15,6 +15,7 @@
     llmcourse nbbuild   [--assignment] [--check] [--reverse]  authoring/*.nbsrc -> source/*.ipynb; --reverse writes
                                                               notebooks edited in Jupyter back to authoring/
     llmcourse new       NN_name                               scaffold a new assignment (llmcourse.authoring.scaffold)
+    llmcourse doctor                                          what isolation this machine gives the grader
 """
 from __future__ import annotations
 
@@ -110,9 +111,28 @@ def cmd_nbgrader(args) -> int:
 
 def cmd_grade(args) -> int:
     """Sandboxed, trusted, parallel, resumable autograding (llmcourse.grading.grader)."""
+    import os
+
+    from .grading import cgroups, sandbox
     from .grading.grader import FlagCode, grade_assignment
 
     root = find_root()
+    if args.limits == "rlimits-only":
+        os.environ["LLMCOURSE_NO_CGROUP"] = "1"
+    m = sandbox.mode()
+    if m.usable and m.needs_scope and shutil.which("bwrap"):
+        # a user systemd delegates a cgroup to a transient scope: grade again inside one
+        _say("grading mode: rootless; re-running in a systemd user scope with a delegated cgroup")
+        sys.stdout.flush()
+        os.execvp("systemd-run", cgroups.in_scope_argv([sys.executable, "-m", "llmcourse.cli", *sys.argv[1:]]))
+    try:
+        _say(f"grading mode: {sandbox.check_available().describe()}")
+    except sandbox.SandboxUnavailable as exc:
+        if not args.unsafe:
+            raise CourseError(f"{exc}. Refusing to run student code unsandboxed (`make doctor` explains this "
+                              f"machine); pass --unsafe (make autograde UNSAFE=1) to use stock nbgrader "
+                              f"instead.") from None
+        _say(f"grading mode: UNSAFE, stock nbgrader: {exc}; student code runs unsandboxed as you")
     only = [s for s in (args.students or "").replace(",", " ").split() if s]
     status = 0
     for a in list_assignments(root, args.assignment, graded_only=True):
@@ -277,6 +297,7 @@ def cmd_demo(args) -> int:
     _say(f"[3/6] executed {n_exec} source notebook(s) at PROFILE=smoke")
 
     mutants = load_misconceptions(root)
+    sandboxed, reasons = True, []
     graded = list_assignments(course.root, args.assignment, graded_only=True)
     roster: dict[str, dict[str, str]] = {}
     for a in graded:
@@ -295,6 +316,8 @@ def cmd_demo(args) -> int:
     for a in graded:
         t = time.perf_counter()
         why = grade_class(course.root, a, course.env)
+        sandboxed = sandboxed and why is None
+        reasons += [why] if why else []
         _say(f"      autograded {a}: {len(roster[a])} submissions in {time.perf_counter() - t:.1f} s "
              f"({'sandboxed, trusted records' if why is None else 'stock nbgrader, NOT sandboxed: ' + why})")
         run_nbgrader(["generate_feedback", a, "--force"], cwd=course.root, env=course.env)
@@ -335,6 +358,12 @@ def cmd_demo(args) -> int:
          f"(correct {'full marks' if correct_ok else 'LOST POINTS'}, blank {'0' if blank_ok else 'SCORED'}, "
          f"misconceptions caught {caught}/{total_mut}) in {secs:.0f} s; files in {out} "
          f"(grades.csv, grades_tests.csv, feedback/, autograded/, executed/)")
+    if sandboxed:
+        from .grading.sandbox import mode
+        _say(f"grading was SANDBOXED: {mode().describe()}")
+    else:
+        _say(f"grading was NOT SANDBOXED (stock nbgrader, student code ran as you): {reasons[0]}; "
+             f"`make doctor` says what this machine lacks")
     return 0 if ok else 1
 
 
@@ -404,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
                     "default: a LocalCluster of --workers processes on this machine")
     gr.add_argument("--students", default="", help="only these students (comma-separated)")
     gr.add_argument("--unsafe", action="store_true", help="no sandbox available: fall back to stock nbgrader")
+    gr.add_argument("--limits", default="cgroup", choices=["cgroup", "rlimits-only"],
+                    help="rlimits-only: no cgroup can be had; grade in the sandbox without memory, process "
+                         "and CPU-share limits (every report says so)")
     gr.set_defaults(func=cmd_grade)
     col = with_assignment(sub.add_parser("collect"))
     col.add_argument("--zip", default="", help="an LMS download (zip) instead of nbgrader's exchange")
@@ -421,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = with_assignment(sub.add_parser("demo"))
     demo.add_argument("--out", default="build/demo")
     demo.set_defaults(func=cmd_demo)
+    sub.add_parser("doctor").set_defaults(func=lambda a: __import__("llmcourse.grading.doctor").grading.doctor.main())
 
     nbb = with_assignment(sub.add_parser("nbbuild", help="build source/ from authoring/ (or back, --reverse)"))
     nbb.add_argument("--check", action="store_true", help="write nothing; exit 1 if anything differs")

@@ -60,6 +60,13 @@ _ALL = [
     _limit("disk_mb", int, 512, "the sandbox's work folder (a tmpfs, counted as memory), MB"),
     _limit("cpu_cores", float, 1.0, "CPU share of the whole sandbox (cgroup cfs quota), cores"),
     _limit("result_mb", int, 48, "results read back from the sandbox at most, MB"),
+    Setting("LLMCOURSE_CGROUP_ROOT", str, None, "a cgroup subtree delegated to the grading user (not root): a "
+            "cgroup v2 folder, or on v1 a path under each of the memory, pids and cpu hierarchies (README, "
+            "\"Grading safely\"); unset: root's hierarchy, or the grader's own cgroup if this user may write it",
+            "grader"),
+    Setting("LLMCOURSE_NO_CGROUP", bool, False, "where no cgroup can be had, grade with rlimits only (memory, "
+            "processes and CPU share not limited; every report says so); same as `--limits rlimits-only`",
+            "grader"),
     # notebooks
     Setting("LLMCOURSE_FIGURES", str, None, "folder where save_if_asked writes each notebook's figures as PNG "
             "(CI keeps them); unset: figures are not saved", "student"),
@@ -73,11 +80,18 @@ _ALL = [
     Setting("LLMCOURSE_IN_SANDBOX", bool, False, "the runner is inside the sandbox's own PID namespace (it may "
             "kill every other process there)", "sandbox", internal=True),
     Setting("LLMCOURSE_RUNNER_WORK", str, "/sandbox", "the runner's work folder", "sandbox", internal=True),
+    Setting("LLMCOURSE_IN_SCOPE", bool, False, "the grader was re-run in a systemd user scope with a delegated "
+            "cgroup (llmcourse grade does it; never again)", "grader", internal=True),
     Setting("LLMCOURSE_RUNNER_DEBUG", bool, False, "the runner logs nbclient's steps (to its stderr, which the "
             "grader keeps only when the run fails)", "sandbox"),
     # the test suite
     Setting("LLMCOURSE_ASSIGNMENTS", str, None, "tests grade only these assignments (comma-separated), e.g. "
             "while authoring one; unset: every graded assignment", "tests"),
+    Setting("LLMCOURSE_TEST_MODE", str, None, "tests/test_07_safety.py insists on this grading mode (e.g. "
+            "\"rootless, cgroup v2\"); unset: whatever this machine gives", "tests"),
+    Setting("LLMCOURSE_VM_TESTS", bool, False, "run the cgroup v2 virtual-machine tests (make test-vm sets it)",
+            "tests"),
+    Setting("LLMCOURSE_VM_TIMEOUT", int, 3000, "seconds the VM tests' one boot may take", "tests"),
     Setting("LLMCOURSE_UPDATE_DOCS_SCREENSHOTS", bool, False, "the browser test rewrites docs/*.png from its "
             "screenshots", "tests"),
 ]

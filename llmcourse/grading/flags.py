@@ -23,6 +23,7 @@ class FlagCode(str, Enum):
     NO_RUN = "no_run"                            # the sandboxed run left nothing usable
     TAMPERED = "tampered"                        # in-kernel and trusted verdicts of a cell disagree
     GRADER_ERROR = "grader_error"                # the grader failed on this submission
+    LIMITS_NOT_ENFORCED = "limits_not_enforced"  # the grading mode enforces fewer limits (rlimits only, no cpu)
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ class Grader:
             raise GraderError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
         if scheduler and engine != "dask":
             raise GraderError("a scheduler address needs engine='dask'")
-        sandbox.check_available()
+        self.mode = sandbox.check_available()
         sandbox.remove_stale_cgroups()
         self.root = Path(root).resolve()
         self.assignment = assignment
@@ -155,4 +155,5 @@ class Grader:
                 bar.close()
         outcomes.sort(key=lambda o: o.student)
         write_reports(self.reports, self.assignment, outcomes)
+        (self.reports / "grading_mode.txt").write_text(self.mode.describe() + "\n")
         return outcomes

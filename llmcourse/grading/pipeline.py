@@ -54,6 +54,10 @@ class SubmissionPipeline:
         self.writer.warm()   # starts while the sandbox runs
         limits = self.runner.limits
         outcome = Outcome(student=student, assignment=self.assignment)
+        mode = sandbox.mode()
+        if mode.unenforced:
+            outcome.flag(FlagCode.LIMITS_NOT_ENFORCED,
+                         f"graded {mode.name}: limits NOT enforced: {', '.join(mode.unenforced)}")
         runs = []
         links = sorted(p.name for p in sub_dir.iterdir() if p.is_symlink())
         if links:

@@ -45,7 +45,10 @@ class ReferenceCache:
             res = run.result
             problems.append(f"the run produced no results ({'timed out' if res.timed_out else res.stderr_tail[-500:]})")
         else:
-            for c, ran in zip(src.cells, run.cells, strict=True):
+            for i, (c, ran) in enumerate(zip(src.cells, run.cells, strict=True)):
+                first = next((o for o in (ran or {}).get("outputs", []) if o.get("output_type") == "error"), None)
+                if first and not is_test_cell(c) and not problems:   # the cause, when a setup cell failed
+                    problems.append(f"cell {i}: {first.get('ename')}: {str(first.get('evalue'))[:200]}")
                 if is_test_cell(c):
                     gid = meta(c)["grade_id"]
                     err = next((o for o in (ran or {}).get("outputs", []) if o.get("output_type") == "error"), None)

@@ -20,18 +20,22 @@ Isolation (bubblewrap, started by root through llmcourse.grading.sandbox_launch,
     connects to first (``LLMCOURSE_CHANNEL``), after which the grader stops listening, so
     only that process holds the connection.
 Limits:
-  - memory (resident, cgroup v1 memory.limit_in_bytes), processes (cgroup v1 pids.max);
+  - memory (resident), processes, CPU share: cgroup v1 or v2, whichever this machine has, as root
+    or in a subtree delegated to the grading user (llmcourse.grading.cgroups: the backends, the modes);
   - CPU seconds (RLIMIT_CPU), size of any file written (RLIMIT_FSIZE), open files (RLIMIT_NOFILE),
     no core dumps; wall time (the whole sandbox is killed at the deadline).
 Every limit is a field of :class:`Limits`; the grader reads overrides from LLMCOURSE_LIMIT_<FIELD>
 environment variables (README, "Grading safely").
+
+Rootless (the grader is an ordinary user): bwrap runs as that user; its user namespace maps
+the sandbox's uid 65534 to the grader's own uid (there is no other uid it could change to), so
+the launcher neither drops privileges nor builds views (docs/threat-model.md: what that loses).
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -39,12 +43,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..settings import setting
-from . import seccomp
+from . import cgroups, seccomp
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 SANDBOX_UID = 65534                                   # the uid inside the sandbox
@@ -77,26 +80,47 @@ class SandboxUnavailable(RuntimeError):
     pass
 
 
-def check_available() -> None:
-    """Raise SandboxUnavailable with the reason when this machine cannot sandbox."""
-    if os.geteuid() != 0:
-        raise SandboxUnavailable("sandboxed grading needs root (bubblewrap namespaces + cgroup limits)")
+_MODE: cgroups.Mode | None = None
+
+
+def mode(refresh: bool = False) -> cgroups.Mode:
+    """This machine's grading mode (llmcourse.grading.cgroups.detect), looked up once per process."""
+    global _MODE
+    if _MODE is None or refresh:
+        m = cgroups.detect()
+        if m.usable and m.backend == "v2" and m.parent is not None:
+            try:
+                cgroups.prepare_v2(m.parent, fs=m.fs, privileged=m.privileged)
+            except (cgroups.CgroupError, OSError) as exc:
+                m.usable, m.reason = False, str(exc)
+        _MODE = m
+    return _MODE
+
+
+def check_available(refresh: bool = False) -> cgroups.Mode:
+    """The grading mode; raise SandboxUnavailable with the reason when this machine cannot sandbox."""
     if not shutil.which("bwrap"):
         raise SandboxUnavailable("bubblewrap is not installed (Debian package 'bubblewrap'; `make sysdeps`)")
-    for ctrl in ("memory", "pids"):
-        d = CGROUP_ROOT / ctrl
-        if not (d / "cgroup.procs").exists() or not os.access(d, os.W_OK):
-            raise SandboxUnavailable(f"cgroup v1 controller '{ctrl}' is not available at {d}")
+    m = mode(refresh)
+    if not m.usable:
+        raise SandboxUnavailable(f"{m.reason}; to fix: {'; '.join(m.fix)}" if m.fix else m.reason)
+    if m.needs_scope:
+        raise SandboxUnavailable("the grader must run in a cgroup systemd delegates to this user: "
+                                 "systemd-run --user --scope -p Delegate=yes -- <command> "
+                                 "(`llmcourse grade` does so by itself)")
+    if not m.privileged:
+        return m
     _check_host_uid(SANDBOX_HOST_UID)
     for p in _python_runtime():
         try:
-            mode = os.stat(p).st_mode
+            st_mode = os.stat(p).st_mode
         except OSError as exc:
             raise SandboxUnavailable(f"cannot read {p}: {exc.strerror}") from None
-        if mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+        if st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
             raise SandboxUnavailable(f"the sandbox runs as an unprivileged uid, which cannot read {p}: make "
                                      f"the course environment world-readable (chmod -R o+rX) or install it "
                                      f"elsewhere")
+    return m
 
 
 def _check_host_uid(uid: int) -> None:
@@ -160,107 +184,9 @@ class Result:
     lines: list = None         # the runner's stdout, line by line (capped at Limits.result_mb)
 
 
-class _Cgroup:
-    def __init__(self, limits: Limits):
-        self.name = f"llmcourse-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self.mem = CGROUP_ROOT / "memory" / self.name
-        self.pids = CGROUP_ROOT / "pids" / self.name
-        self.cpu = CGROUP_ROOT / "cpu" / self.name
-        self.mem.mkdir()
-        self.pids.mkdir()
-        if (CGROUP_ROOT / "cpu" / "cpu.cfs_quota_us").exists():
-            try:
-                self.cpu.mkdir()
-                period = int((self.cpu / "cpu.cfs_period_us").read_text())
-                (self.cpu / "cpu.cfs_quota_us").write_text(str(max(1000, int(period * limits.cpu_cores))))
-            except OSError:
-                self.cpu = None
-        else:
-            self.cpu = None
-        (self.mem / "memory.limit_in_bytes").write_text(str(limits.memory_mb * 1024 * 1024))
-        swap = self.mem / "memory.memsw.limit_in_bytes"
-        if swap.exists():
-            try:
-                swap.write_text(str(limits.memory_mb * 1024 * 1024))
-            except OSError:
-                pass
-        (self.pids / "pids.max").write_text(str(limits.pids))
-
-    def procs_files(self):
-        files = [self.mem / "cgroup.procs", self.pids / "cgroup.procs"]
-        return files + ([self.cpu / "cgroup.procs"] if self.cpu else [])
-
-    def oom_killed(self) -> bool:
-        try:
-            text = (self.mem / "memory.oom_control").read_text()
-            for line in text.splitlines():
-                if line.startswith("oom_kill "):
-                    return int(line.split()[1]) > 0
-            return False
-        except OSError:
-            return False
-
-    def kill_all(self) -> None:
-        _kill_cgroup_procs(self.procs_files())
-
-    def remove(self) -> None:
-        self.kill_all()
-        for d in [self.mem, self.pids] + ([self.cpu] if self.cpu else []):
-            for _ in range(40):
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.05)
-
-
-def _kill_cgroup_procs(procs_files, rounds: int = 100) -> None:
-    """SIGKILL every process listed in the cgroup.procs files until none is left."""
-    for _ in range(rounds):
-        pids: set[int] = set()
-        for f in procs_files:
-            try:
-                pids |= {int(p) for p in Path(f).read_text().split()}
-            except OSError:
-                pass
-        if not pids:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def remove_stale_cgroups() -> int:
     """Kill and remove cgroups left by a grader that died (their names carry its PID)."""
-    removed = 0
-    for ctrl in ("memory", "pids", "cpu"):
-        for d in (CGROUP_ROOT / ctrl).glob("llmcourse-*"):
-            parts = d.name.split("-")
-            owner = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-            if owner is not None and _pid_alive(owner):
-                continue
-            _kill_cgroup_procs([d / "cgroup.procs"])
-            try:
-                d.rmdir()
-                removed += 1
-            except OSError:
-                pass
-    return removed
+    return cgroups.remove_stale(mode())
 
 
 def python_executable() -> str:
@@ -349,8 +275,8 @@ def run(workdir: Path | None, argv: list[str], limits: Limits, env: dict[str, st
     stderr kept, when the program never connected (bwrap's and Python's start-up errors
     would otherwise be lost: the sandbox's stderr is /dev/null).
     """
-    check_available()
-    uid = SANDBOX_HOST_UID
+    m = check_available()
+    uid = SANDBOX_HOST_UID if m.privileged else os.getuid()
     env_all = base_env()
     env_all.update(env or {})
     run_dir = Path(tempfile.mkdtemp(prefix="llmcourse-sandbox-"))
@@ -359,9 +285,10 @@ def run(workdir: Path | None, argv: list[str], limits: Limits, env: dict[str, st
     try:
         chan_dir = run_dir / "channel"
         chan_dir.mkdir(mode=0o700)
-        os.chown(run_dir, 0, 0)
+        if m.privileged:
+            os.chown(run_dir, 0, 0)
+            os.chown(chan_dir, uid, uid)
         os.chmod(run_dir, 0o711)
-        os.chown(chan_dir, uid, uid)
         files = {}
         for i, (dest, src) in enumerate((ro_files or {}).items()):   # copies the sandbox's uid can read
             try:
@@ -375,13 +302,14 @@ def run(workdir: Path | None, argv: list[str], limits: Limits, env: dict[str, st
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock_path = chan_dir / "channel"
         listener.bind(str(sock_path))
-        os.chown(sock_path, uid, uid)
+        if m.privileged:
+            os.chown(sock_path, uid, uid)
         os.chmod(sock_path, 0o600)
         listener.listen(1)
         listener.settimeout(0.2)
-        res = _run(argv, limits, env_all, stdin_bytes, files, chan_dir, listener, lines, state)
+        res = _run(argv, limits, env_all, stdin_bytes, files, chan_dir, listener, lines, state, mode=m)
         if not state["connected"] and diagnose and not res.timed_out:
-            diag = _run(diagnose, limits, env_all, None, files, chan_dir, None, [], {}, keep_stderr=True)
+            diag = _run(diagnose, limits, env_all, None, files, chan_dir, None, [], {}, keep_stderr=True, mode=m)
             res.stderr_tail = diag.stderr_tail or res.stderr_tail
         return res
     finally:
@@ -389,15 +317,16 @@ def run(workdir: Path | None, argv: list[str], limits: Limits, env: dict[str, st
 
 
 def _run(argv, limits: Limits, env_all, stdin_bytes, files, chan_dir, listener, lines, state,
-         keep_stderr: bool = False) -> Result:
-    uid = SANDBOX_HOST_UID
-    cg = _Cgroup(limits)
+         keep_stderr: bool = False, mode: cgroups.Mode | None = None) -> Result:
+    m = mode or check_available()
+    cg = cgroups.create(m, limits)
     sec_fd = _seccomp_fd()
     size = limits.file_mb * 1024 * 1024
-    launch = {"cgroup_procs": [str(f) for f in cg.procs_files()], "uid": uid,
+    launch = {"cgroup_procs": [str(f) for f in cg.procs_files()],
+              "uid": SANDBOX_HOST_UID if m.privileged else None,
               "rlimits": {"RLIMIT_CPU": limits.cpu_s, "RLIMIT_FSIZE": size, "RLIMIT_NOFILE": limits.nofile,
                           "RLIMIT_CORE": 0},
-              "views": _views(_python_runtime())}
+              "views": _views(_python_runtime()) if m.privileged else []}
 
     start = time.perf_counter()
     timed_out = False
